@@ -1,0 +1,119 @@
+"""fcgi_wire: a FastCGI 1.0 client in the standard library only.
+
+The codec (``Connection``, the events, ``encode_record``, ``RecordDecoder``,
+the pair functions) does no I/O; ``get_values`` and ``request`` are a small
+blocking transport on top of it.
+"""
+
+from ._connection import DEFAULT_MAX_REPLY_BYTES, Connection, State
+from ._events import (
+    CLOSED,
+    NEED_DATA,
+    AbortRequest,
+    BeginRequest,
+    EndRequest,
+    Event,
+    GetValues,
+    Params,
+    Stderr,
+    Stdin,
+    Stdout,
+    UnknownType,
+    ValuesResult,
+)
+from ._exchanges import ResponderQuery, ValuesQuery
+from ._pairs import decode_pairs, encode_pairs
+from ._records import Record, RecordDecoder, encode_record, encode_stream
+from ._response import Response, ValuesReply, split_cgi_output
+from ._spec import (
+    FCGI_MAX_CONNS,
+    FCGI_MAX_REQS,
+    FCGI_MPXS_CONNS,
+    MANAGEMENT_NAMES,
+    MAX_CONTENT,
+    ProtocolStatus,
+    RecordType,
+    Role,
+)
+from .errors import (
+    BacklogFull,
+    CantMpxConn,
+    ConnectError,
+    ConnectionClosed,
+    ConnectionRefused,
+    FastCGIError,
+    LocalProtocolError,
+    NameResolutionError,
+    Overloaded,
+    PermissionDenied,
+    ProtocolError,
+    RemoteProtocolError,
+    ReplyTooLarge,
+    RequestRefused,
+    SocketNotFound,
+    Timeout,
+    UnknownRole,
+)
+from .transport import Address, TcpAddress, UnixAddress, get_values, request
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CLOSED",
+    "DEFAULT_MAX_REPLY_BYTES",
+    "FCGI_MAX_CONNS",
+    "FCGI_MAX_REQS",
+    "FCGI_MPXS_CONNS",
+    "MANAGEMENT_NAMES",
+    "MAX_CONTENT",
+    "NEED_DATA",
+    "AbortRequest",
+    "Address",
+    "BacklogFull",
+    "BeginRequest",
+    "CantMpxConn",
+    "ConnectError",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionRefused",
+    "EndRequest",
+    "Event",
+    "FastCGIError",
+    "GetValues",
+    "LocalProtocolError",
+    "NameResolutionError",
+    "Overloaded",
+    "Params",
+    "PermissionDenied",
+    "ProtocolError",
+    "ProtocolStatus",
+    "Record",
+    "RecordDecoder",
+    "RecordType",
+    "RemoteProtocolError",
+    "ReplyTooLarge",
+    "RequestRefused",
+    "ResponderQuery",
+    "Response",
+    "Role",
+    "SocketNotFound",
+    "State",
+    "Stderr",
+    "Stdin",
+    "Stdout",
+    "TcpAddress",
+    "Timeout",
+    "UnixAddress",
+    "UnknownRole",
+    "UnknownType",
+    "ValuesQuery",
+    "ValuesReply",
+    "ValuesResult",
+    "decode_pairs",
+    "encode_pairs",
+    "encode_record",
+    "encode_stream",
+    "get_values",
+    "request",
+    "split_cgi_output",
+]

@@ -1,0 +1,126 @@
+"""Record framing (spec section 3.3): encoding and an incremental decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ._spec import HEADER, HEADER_SIZE, MAX_CONTENT, VERSION, RecordType
+from .errors import LocalProtocolError, RemoteProtocolError
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record as it travels; ``type`` is an int because a peer may send
+    types this module has no name for."""
+
+    type: int
+    request_id: int
+    content: bytes = b""
+
+
+def _check_request_id(request_id: int) -> None:
+    if not 0 <= request_id <= 0xFFFF:
+        raise LocalProtocolError(f"request id {request_id} does not fit in 16 bits")
+
+
+def encode_record(record_type: int, request_id: int, content: bytes = b"") -> bytes:
+    """One record, padded to a multiple of 8 bytes as the spec recommends."""
+    _check_request_id(request_id)
+    if not 0 <= record_type <= 0xFF:
+        raise LocalProtocolError(f"record type {record_type} does not fit in 8 bits")
+    if len(content) > MAX_CONTENT:
+        raise LocalProtocolError(
+            f"record content of {len(content)} bytes exceeds {MAX_CONTENT}; use encode_stream"
+        )
+    padding = -len(content) % 8
+    return HEADER.pack(VERSION, record_type, request_id, len(content), padding) + content + bytes(padding)
+
+
+def encode_stream(record_type: int, request_id: int, data: bytes, *, terminate: bool = True) -> bytes:
+    """A stream (PARAMS, STDIN, ...) split into records of at most 65535
+    bytes, followed by the empty record that ends it when ``terminate``."""
+    view = memoryview(data)
+    parts = [
+        encode_record(record_type, request_id, bytes(view[start : start + MAX_CONTENT]))
+        for start in range(0, len(view), MAX_CONTENT)
+    ]
+    if terminate:
+        parts.append(encode_record(record_type, request_id))
+    return b"".join(parts)
+
+
+def _describe_bad_version(head: bytes) -> str:
+    version = head[0]
+    hint = ""
+    if head.startswith(b"HTTP") or head[:1] == b"<":
+        hint = " (the peer speaks HTTP, not FastCGI)"
+    elif head[:1] in (b"S", b"-", b"+") or head.startswith(b"\x16\x03"):
+        hint = " (the peer speaks another protocol, not FastCGI)"
+    return f"bad FastCGI version {version} in record header{hint}"
+
+
+class RecordDecoder:
+    """Turns bytes, in chunks of any size, into complete records.
+
+    It holds at most one partial record plus the unread rest of the chunks it
+    was fed: a record is never longer than 8 + 65535 + 255 bytes, so what it
+    buffers beyond the caller's own chunk is bounded.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._eof = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as part of a record."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> None:
+        if self._eof and data:
+            raise LocalProtocolError("data fed after end of input")
+        self._buffer += data
+
+    def feed_eof(self) -> None:
+        self._eof = True
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof
+
+    def next_record(self) -> Optional[Record]:
+        """The next complete record, or None when more bytes are needed.
+
+        At end of input with a partial record buffered it raises
+        RemoteProtocolError, naming how much of the record arrived.
+        """
+        buffer = self._buffer
+        if buffer and buffer[0] != VERSION:
+            raise RemoteProtocolError(_describe_bad_version(bytes(buffer[:8])))
+        if len(buffer) < HEADER_SIZE:
+            if self._eof and buffer:
+                raise RemoteProtocolError(
+                    f"truncated record: connection closed after {len(buffer)} of {HEADER_SIZE} header bytes"
+                )
+            return None
+        _, record_type, request_id, content_length, padding = HEADER.unpack_from(buffer)
+        total = HEADER_SIZE + content_length + padding
+        if len(buffer) < total:
+            if self._eof:
+                raise RemoteProtocolError(
+                    f"truncated {type_label(record_type)} record: connection closed after "
+                    f"{len(buffer)} of {total} bytes"
+                )
+            return None
+        content = bytes(buffer[HEADER_SIZE : HEADER_SIZE + content_length])
+        del buffer[:total]
+        return Record(record_type, request_id, content)
+
+
+def type_label(record_type: int) -> str:
+    """FCGI_STDOUT for 6; type-42 for a number the spec does not define."""
+    try:
+        return RecordType(record_type).label
+    except ValueError:
+        return f"type-{record_type}"

@@ -1,0 +1,146 @@
+"""One error tree for everything fcgi_wire raises.
+
+``str(error)`` is one line a person can act on; ``error.address`` names the
+peer when the transport knows it (the codec never does).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ._spec import ProtocolStatus
+
+
+class FastCGIError(Exception):
+    """Base of every error fcgi_wire raises."""
+
+    def __init__(self, detail: str, *, address: Optional[str] = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.address = address
+
+    def __str__(self) -> str:
+        if self.address is None:
+            return self.detail
+        return f"{self.address}: {self.detail}"
+
+
+# --- the peer could not be reached -------------------------------------------
+
+
+class NameResolutionError(FastCGIError):
+    """The host name does not resolve; the detail already names it."""
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class ConnectError(FastCGIError):
+    """Connecting failed; subclasses say why when the reason is known."""
+
+    def __str__(self) -> str:
+        return f"connect to {self.address}: {self.detail}"
+
+
+class ConnectionRefused(ConnectError):
+    """Nothing listens at the address."""
+
+
+class SocketNotFound(ConnectError):
+    """The Unix socket file does not exist."""
+
+
+class PermissionDenied(ConnectError):
+    """The operating system refused access to the Unix socket."""
+
+
+class BacklogFull(ConnectError):
+    """The Unix socket's listen backlog is full: the server is overloaded."""
+
+
+# --- the exchange started but did not finish ---------------------------------
+
+
+class Timeout(FastCGIError):
+    """The deadline passed; ``phase`` says what the client was waiting for.
+
+    Phases: ``resolve``, ``connect``, ``send``, ``reply`` (nothing received yet
+    on an accepted connection) and ``reply-incomplete`` (part of a reply came).
+    """
+
+    def __init__(self, phase: str, limit: float, *, address: Optional[str] = None, received: int = 0) -> None:
+        self.phase = phase
+        self.limit = limit
+        self.received = received
+        super().__init__(f"{phase} timed out after {limit:g}s", address=address)
+
+    def __str__(self) -> str:
+        where = self.address or "the server"
+        limit = f"{self.limit:g}s"
+        if self.phase == "reply":
+            return (
+                f"no reply from {where} within {limit}: connection accepted, "
+                "but no worker answered (all busy?)"
+            )
+        if self.phase == "reply-incomplete":
+            return f"reply from {where} incomplete after {limit} ({self.received} bytes received)"
+        if self.phase == "resolve":
+            return f"resolving {where} timed out after {limit}"
+        if self.phase == "send":
+            return f"sending the request to {where} timed out after {limit}"
+        return f"connect to {where}: timed out after {limit}"
+
+
+class ConnectionClosed(FastCGIError):
+    """The peer closed or reset the connection before the reply was complete."""
+
+
+# --- the peer broke the protocol ---------------------------------------------
+
+
+class ProtocolError(FastCGIError):
+    """Abstract: a FastCGI protocol violation. Raise a subclass."""
+
+    def __init__(self, detail: str, *, address: Optional[str] = None) -> None:
+        if type(self) is ProtocolError:
+            raise TypeError("raise LocalProtocolError or RemoteProtocolError")
+        super().__init__(detail, address=address)
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to send something FastCGI cannot express."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The server sent something that is not valid FastCGI."""
+
+
+class ReplyTooLarge(RemoteProtocolError):
+    """The reply went past the size cap the caller set."""
+
+
+# --- the server refused the request ------------------------------------------
+
+
+class RequestRefused(FastCGIError):
+    """FCGI_END_REQUEST carried a protocolStatus other than REQUEST_COMPLETE."""
+
+    protocol_status = ProtocolStatus.REQUEST_COMPLETE
+
+    def __init__(self, *, address: Optional[str] = None) -> None:
+        super().__init__(f"server refused the request: {self.protocol_status.label}", address=address)
+
+
+class CantMpxConn(RequestRefused):
+    protocol_status = ProtocolStatus.CANT_MPX_CONN
+
+
+class Overloaded(RequestRefused):
+    protocol_status = ProtocolStatus.OVERLOADED
+
+
+class UnknownRole(RequestRefused):
+    protocol_status = ProtocolStatus.UNKNOWN_ROLE
+
+
+REFUSALS = {cls.protocol_status: cls for cls in (CantMpxConn, Overloaded, UnknownRole)}

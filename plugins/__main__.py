@@ -1,0 +1,3 @@
+from check_fastcgi.cli import main
+
+main()

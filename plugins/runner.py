@@ -1,0 +1,63 @@
+"""Running a check: the safety-net timer, and the guard that turns anything
+unexpected into one UNKNOWN line (a traceback only with -vvv)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import Callable, List, NoReturn
+
+import nagiosplugin
+
+from fcgi_wire import DEFAULT_MAX_REPLY_BYTES
+
+from .target import Target
+
+__all__ = ["DEFAULT_MAX_REPLY_BYTES", "guarded", "run"]
+
+#: Set as soon as the command line is parsed; decides whether a traceback shows.
+VERBOSITY = 0
+
+#: How long after -t the safety net fires. fcgi_wire keeps the deadline
+#: itself; this only catches what it could not (SPEC: at most +0.5s).
+_SAFETY_MARGIN = 0.3
+
+_STATES = {"warning": nagiosplugin.Warn, "critical": nagiosplugin.Critical, "unknown": nagiosplugin.Unknown}
+
+
+def _arm_safety_net(target: Target, state: nagiosplugin.state.ServiceState) -> None:
+    line = f"FASTCGI {str(state).upper()} - check did not finish within {target.timeout:g}s (-t)\n".encode()
+
+    def expire(signum: int, frame: object) -> None:
+        os.write(sys.stdout.fileno(), line)
+        os._exit(int(state))
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(target.expires_at - time.monotonic(), 0) + _SAFETY_MARGIN)
+
+
+def run(args: argparse.Namespace, target: Target) -> NoReturn:
+    timeout_state = _STATES[args.timeout_state]
+    check = args.module.build_check(args, target, timeout_state)
+    _arm_safety_net(target, timeout_state)
+    # timeout=0: nagiosplugin's own alarm takes whole seconds only.
+    check.main(verbose=args.verbose, timeout=0)
+    raise AssertionError("unreachable: Check.main exits")  # pragma: no cover
+
+
+def guarded(function: Callable[[List[str]], NoReturn], argv: List[str]) -> NoReturn:
+    try:
+        function(argv)
+    except KeyboardInterrupt:
+        print("FASTCGI UNKNOWN - interrupted")
+        sys.exit(3)
+    except Exception as exc:
+        print(f"FASTCGI UNKNOWN - internal error: {type(exc).__name__}: {exc}")
+        if VERBOSITY >= 3:
+            print(traceback.format_exc(), end="")
+        sys.exit(3)
+    raise AssertionError("unreachable")  # pragma: no cover
