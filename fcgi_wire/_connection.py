@@ -138,10 +138,13 @@ class Connection:
         if self._error is not None:
             raise self._error
         try:
-            record = self._decoder.next_record()
-            if record is None:
-                return self._at_end_of_data()
-            return self._interpret(record)
+            while True:
+                record = self._decoder.next_record()
+                if record is None:
+                    return self._at_end_of_data()
+                event = self._interpret(record)
+                if event is not None:
+                    return event
         except FastCGIError as exc:
             self._error = exc
             raise
@@ -155,7 +158,9 @@ class Connection:
             f"connection closed before the reply was complete ({self.received} bytes received)"
         )
 
-    def _interpret(self, record: Record) -> Event:
+    def _interpret(self, record: Record) -> Optional[Event]:
+        """The event a record stands for; None for the empty record that ends
+        a stream, which carries nothing to deliver."""
         try:
             kind = RecordType(record.type)
         except ValueError:
@@ -172,9 +177,9 @@ class Connection:
         if not self._request_open:
             raise RemoteProtocolError(f"{label} record for a request that is not open")
         if kind == RecordType.STDOUT:
-            return Stdout(record.content)
+            return Stdout(record.content) if record.content else None
         if kind == RecordType.STDERR:
-            return Stderr(record.content)
+            return Stderr(record.content) if record.content else None
         return self._end_request(record)
 
     def _management(self, record: Record, label: str) -> Event:

@@ -50,14 +50,11 @@ def encode_stream(record_type: int, request_id: int, data: bytes, *, terminate: 
     return b"".join(parts)
 
 
-def _describe_bad_version(head: bytes) -> str:
-    version = head[0]
-    hint = ""
-    if head.startswith(b"HTTP") or head[:1] == b"<":
-        hint = " (the peer speaks HTTP, not FastCGI)"
-    elif head[:1] in (b"S", b"-", b"+") or head.startswith(b"\x16\x03"):
-        hint = " (the peer speaks another protocol, not FastCGI)"
-    return f"bad FastCGI version {version} in record header{hint}"
+def _describe_bad_version(first_byte: int) -> str:
+    # Judged on the first byte alone, so the message never depends on how
+    # the input happened to be split.
+    hint = " (the peer seems to speak HTTP, not FastCGI)" if first_byte in b"H<" else ""
+    return f"bad FastCGI version {first_byte} in record header{hint}"
 
 
 class RecordDecoder:
@@ -97,7 +94,7 @@ class RecordDecoder:
         """
         buffer = self._buffer
         if buffer and buffer[0] != VERSION:
-            raise RemoteProtocolError(_describe_bad_version(bytes(buffer[:8])))
+            raise RemoteProtocolError(_describe_bad_version(buffer[0]))
         if len(buffer) < HEADER_SIZE:
             if self._eof and buffer:
                 raise RemoteProtocolError(

@@ -66,13 +66,19 @@ Address = Union[TcpAddress, UnixAddress]
 class _Deadline:
     """The one deadline of an exchange, plus the optional shorter connect limit."""
 
-    def __init__(self, timeout: float, connect_timeout: Optional[float]) -> None:
-        self.started = time.monotonic()
+    def __init__(self, timeout: float, connect_timeout: Optional[float], started: Optional[float]) -> None:
+        self.exchange_started = time.monotonic()
+        self.started = self.exchange_started if started is None else started
         self.timeout = timeout
         self.connect_limit = min(timeout, connect_timeout) if connect_timeout else timeout
 
     def elapsed(self) -> float:
+        """Time used from the budget (counted from ``started``)."""
         return time.monotonic() - self.started
+
+    def exchange_time(self) -> float:
+        """How long this exchange itself took: what a response time means."""
+        return time.monotonic() - self.exchange_started
 
     def remaining(self, phase: str, address: str, *, received: int = 0) -> float:
         left = self.timeout - self.elapsed()
@@ -201,8 +207,14 @@ class _Query(Protocol[R_co]):
     def handle(self, event: Event) -> Optional[R_co]: ...
 
 
-def _run(address: Address, query: _Query[R], timeout: float, connect_timeout: Optional[float]) -> R:
-    deadline = _Deadline(timeout, connect_timeout)
+def _run(
+    address: Address,
+    query: _Query[R],
+    timeout: float,
+    connect_timeout: Optional[float],
+    started: Optional[float],
+) -> R:
+    deadline = _Deadline(timeout, connect_timeout, started)
     where = str(address)
     conn = query.connection
     try:
@@ -223,7 +235,7 @@ def _run(address: Address, query: _Query[R], timeout: float, connect_timeout: Op
                     raise ConnectionClosed("connection closed")
                 result = query.handle(event)
                 if result is not None:
-                    return dataclasses.replace(result, elapsed=deadline.elapsed())
+                    return dataclasses.replace(result, elapsed=deadline.exchange_time())
     except FastCGIError as exc:
         if exc.address is None:
             exc.address = where
@@ -258,10 +270,16 @@ def get_values(
     timeout: float = 10.0,
     connect_timeout: Optional[float] = None,
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+    started: Optional[float] = None,
 ) -> ValuesReply:
-    """Ask the server for management variables (FCGI_GET_VALUES)."""
+    """Ask the server for management variables (FCGI_GET_VALUES).
+
+    ``timeout`` bounds everything from ``started`` (a time.monotonic()
+    reading, default now) to the answer; ``connect_timeout`` bounds the
+    connect phase alone. See request() for the errors.
+    """
     query = ValuesQuery(names, max_reply_bytes=max_reply_bytes)
-    return _run(address, query, timeout, connect_timeout)
+    return _run(address, query, timeout, connect_timeout, started)
 
 
 def request(
@@ -273,7 +291,15 @@ def request(
     timeout: float = 10.0,
     connect_timeout: Optional[float] = None,
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+    started: Optional[float] = None,
 ) -> Response:
-    """Send one request with exactly these params and body; return the response."""
+    """Send one request with exactly these params and body; return the response.
+
+    Raises NameResolutionError, a ConnectError (ConnectionRefused,
+    SocketNotFound, PermissionDenied, BacklogFull), Timeout (with the phase),
+    ConnectionClosed, RemoteProtocolError (ReplyTooLarge past
+    ``max_reply_bytes``) or a RequestRefused (CantMpxConn, Overloaded,
+    UnknownRole). The socket is closed on every path.
+    """
     query = ResponderQuery(params, stdin, role=role, max_reply_bytes=max_reply_bytes)
-    return _run(address, query, timeout, connect_timeout)
+    return _run(address, query, timeout, connect_timeout, started)

@@ -12,7 +12,7 @@ import importlib
 import sys
 import time
 from types import ModuleType
-from typing import List, NoReturn, Optional, Sequence
+from typing import Dict, List, NoReturn, Optional, Sequence
 
 from . import __version__
 
@@ -109,9 +109,10 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
-def _perfdata_epilog(modules: Sequence[ModuleType]) -> str:
-    lines = ["perfdata labels:"]
-    for module in modules:
+def _perfdata_epilog(modules: Dict[str, ModuleType]) -> str:
+    lines = []
+    for mode, module in modules.items():
+        lines.append(f"perfdata labels of {mode}:")
         for label, uom, text in module.PERFDATA:
             unit = f" ({uom})" if uom else ""
             lines.append(f"  {label:<22}{text}{unit}")
@@ -125,8 +126,7 @@ def build_parser(modes: Sequence[str]) -> argparse.ArgumentParser:
         prog="check_fastcgi",
         description="Checks a FastCGI server (PHP-FPM and others) by speaking FastCGI to it.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run 'check_fastcgi MODE --help' for a mode's options.\n\n"
-        + _perfdata_epilog(list(modules.values())),
+        epilog="Run 'check_fastcgi MODE --help' for a mode's options.\n\n" + _perfdata_epilog(modules),
     )
     parser.add_argument("-V", "--version", action="version", version=_version())
     subparsers = parser.add_subparsers(dest="mode", metavar="MODE", title="modes")
@@ -137,7 +137,7 @@ def build_parser(modes: Sequence[str]) -> argparse.ArgumentParser:
             mode,
             help=module.HELP,
             description=module.DESCRIPTION,
-            epilog=_perfdata_epilog([module]),
+            epilog=_perfdata_epilog({mode: module}),
             parents=[common],
             add_help=False,
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -155,7 +155,9 @@ def _modes_to_load(argv: Sequence[str]) -> List[str]:
 
 
 def _run(argv: List[str]) -> NoReturn:
-    from . import runner, target  # noqa: PLC0415 - after argparse, not before
+    from fcgi_wire import DEFAULT_MAX_REPLY_BYTES  # noqa: PLC0415 - only once parsing is done
+
+    from . import runner, target  # noqa: PLC0415
 
     parser = build_parser(_modes_to_load(argv))
     args = parser.parse_args(argv)
@@ -165,13 +167,12 @@ def _run(argv: List[str]) -> NoReturn:
         address = target.parse_address(args.host, port, args.socket)
     except target.UsageError as exc:
         parser.error(str(exc))
-    limit = args.timeout
     where = target.Target(
         address=address,
-        timeout=limit,
-        expires_at=STARTED + limit,
+        timeout=args.timeout,
+        started=STARTED,
         connect_timeout=args.connect_timeout,
-        max_reply_bytes=args.max_reply_bytes or runner.DEFAULT_MAX_REPLY_BYTES,
+        max_reply_bytes=args.max_reply_bytes or DEFAULT_MAX_REPLY_BYTES,
     )
     runner.run(args, where)
 

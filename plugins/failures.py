@@ -11,7 +11,9 @@ import fcgi_wire
 #: Shown after the error text; keyed by the most specific class that applies.
 _HINTS = {
     fcgi_wire.SocketNotFound: "is the server running, and is the path its listen address?",
-    fcgi_wire.PermissionDenied: "is the monitoring user in the socket's group? (listen.owner/group/mode)",
+    fcgi_wire.PermissionDenied: (
+        "is the monitoring user in the socket's group? see listen.owner, listen.group, listen.mode"
+    ),
     fcgi_wire.NameResolutionError: "check -H",
     fcgi_wire.BacklogFull: "every worker busy and the backlog full",
 }

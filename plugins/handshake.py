@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 import nagiosplugin
 
 import fcgi_wire
 
 from .failures import FailureContext, failure_metric
-from .summary import FastCGISummary, printable
+from .summary import FastCGISummary, human_seconds, printable
 from .target import Target
 
 HELP = "send one FCGI_GET_VALUES record: does the server speak FastCGI?"
@@ -53,7 +53,7 @@ def perfdata_label(name: str) -> str:
 class GetValues(nagiosplugin.Resource):
     def __init__(self, target: Target) -> None:
         self.target = target
-        self.reply = None
+        self.reply: Optional[fcgi_wire.ValuesReply] = None
 
     @property
     def name(self) -> str:
@@ -62,12 +62,7 @@ class GetValues(nagiosplugin.Resource):
     def probe(self) -> Iterator[nagiosplugin.Metric]:
         target = self.target
         try:
-            self.reply = reply = fcgi_wire.get_values(
-                target.address,
-                timeout=target.remaining(),
-                connect_timeout=target.connect_timeout,
-                max_reply_bytes=target.max_reply_bytes,
-            )
+            self.reply = reply = fcgi_wire.get_values(target.address, **target.limits())
         except fcgi_wire.FastCGIError as exc:
             yield failure_metric(exc)
             return
@@ -85,7 +80,7 @@ class HandshakeSummary(FastCGISummary):
     def ok(self, results: nagiosplugin.Results) -> str:
         reply = self.resource.reply
         assert reply is not None
-        took = f"{reply.elapsed:.3f}s"
+        took = human_seconds(reply.elapsed)
         if not reply.management_supported:
             return f"{self.target} speaks FastCGI, but not management records (FCGI_UNKNOWN_TYPE) in {took}"
         if not reply.values:

@@ -13,11 +13,9 @@ from typing import Callable, List, NoReturn
 
 import nagiosplugin
 
-from fcgi_wire import DEFAULT_MAX_REPLY_BYTES
-
 from .target import Target
 
-__all__ = ["DEFAULT_MAX_REPLY_BYTES", "guarded", "run"]
+__all__ = ["guarded", "run"]
 
 #: Set as soon as the command line is parsed; decides whether a traceback shows.
 VERBOSITY = 0

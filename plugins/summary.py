@@ -22,6 +22,13 @@ def printable(text: str, limit: int = 60) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def human_seconds(seconds: float) -> str:
+    """0.000412 -> '0.4 ms', 1.5 -> '1.50 s': readable at a glance."""
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
 class FastCGISummary(nagiosplugin.Summary):
     """A failure speaks for itself; a threshold breach is prefixed with the
     target so a pager message says where."""

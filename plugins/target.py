@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import fcgi_wire
 
@@ -22,22 +21,31 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class Target:
-    """The address plus the limits every mode honours. ``expires_at`` is on
-    the monotonic clock, so time spent starting up counts against -t."""
+    """The address plus the limits every mode honours. ``started`` is the
+    monotonic time the plugin started, so start-up counts against -t."""
 
     address: fcgi_wire.Address
     timeout: float
-    expires_at: float
+    started: float
     connect_timeout: Optional[float]
     max_reply_bytes: int
+
+    @property
+    def expires_at(self) -> float:
+        return self.started + self.timeout
 
     @property
     def is_unix(self) -> bool:
         return isinstance(self.address, fcgi_wire.UnixAddress)
 
-    def remaining(self) -> float:
-        # A tiny positive floor: fcgi_wire reports the timeout itself.
-        return max(self.expires_at - time.monotonic(), 0.001)
+    def limits(self) -> Dict[str, Any]:
+        """The keyword arguments fcgi_wire.get_values and request take."""
+        return {
+            "timeout": self.timeout,
+            "started": self.started,
+            "connect_timeout": self.connect_timeout,
+            "max_reply_bytes": self.max_reply_bytes,
+        }
 
     def __str__(self) -> str:
         return str(self.address)

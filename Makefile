@@ -1,0 +1,46 @@
+# check_fastcgi: `make demo` runs the plugin against a throwaway php-fpm pool,
+# `make test` runs lint and the test suite. Both set up what they need.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian package:command pairs the suite needs.
+SYSTEM_PACKAGES := 'php-fpm:php-fpm[0-9]*'
+
+.PHONY: all demo test lint format system-packages venv clean
+
+all: test
+
+# Debian's python3 has no venv module without python3-venv.
+$(BIN)/python:
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || tools/system-packages --install python3-venv
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install when the metadata changes; the install is editable, so code
+# changes need nothing.
+$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,lint]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+system-packages:
+	tools/system-packages $(SYSTEM_PACKAGES)
+
+demo: system-packages venv
+	$(BIN)/python -m tests.demo
+
+lint: venv
+	$(BIN)/ruff check fcgi_wire plugins tests
+	$(BIN)/ruff format --check fcgi_wire plugins tests
+	$(BIN)/mypy --strict fcgi_wire
+
+format: venv
+	$(BIN)/ruff format fcgi_wire plugins tests
+	$(BIN)/ruff check --fix fcgi_wire plugins tests
+
+test: system-packages lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

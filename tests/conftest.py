@@ -1,0 +1,79 @@
+"""Fixtures: a real php-fpm for the session, and a runner for the plugin."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import pytest
+
+from tests.fpm import FpmPool
+
+BIN = Path(sys.executable).parent
+CHECK = str(BIN / "check_fastcgi")
+
+
+@dataclass
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+    elapsed: float
+
+    @property
+    def first_line(self) -> str:
+        return self.stdout.splitlines()[0] if self.stdout else ""
+
+    @property
+    def summary(self) -> str:
+        """The first line without its perfdata."""
+        return self.first_line.split(" | ")[0]
+
+    @property
+    def perfdata(self) -> dict:
+        """label -> the perfdata field after '=' (value, uom and thresholds)."""
+        text = " ".join(line.split("|", 1)[1] for line in self.stdout.splitlines() if "|" in line)
+        return dict(item.split("=", 1) for item in text.split())
+
+
+def run_check(
+    *args: str, prefix: Sequence[str] = (), limit: float = 30, env: Optional[Dict[str, str]] = None
+) -> Outcome:
+    """Run the installed console script as an engine would: no stdin, a
+    clean environment, stdout and stderr kept apart."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [*prefix, CHECK, *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=limit,
+        env=env or {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"},
+    )
+    return Outcome(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+def assert_plugin_output(outcome: Outcome) -> None:
+    """What every run must satisfy: one status line on stdout, nothing on
+    stderr, no traceback."""
+    assert outcome.stdout.startswith("FASTCGI "), outcome
+    assert "Traceback" not in outcome.stdout + outcome.stderr, outcome
+    assert outcome.stderr == "", outcome
+
+
+@pytest.fixture(scope="session")
+def fpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FpmPool]:
+    pool = FpmPool(tmp_path_factory.mktemp("fpm"))
+    with pool:
+        yield pool
+
+
+@pytest.fixture(params=["tcp", "ipv6", "unix"])
+def fpm_target(request: pytest.FixtureRequest, fpm: FpmPool) -> List[str]:
+    """The session pool's listeners, one test run each."""
+    return fpm.targets()[request.param]

@@ -1,0 +1,45 @@
+"""`make demo`: a throwaway php-fpm pool on loopback and every mode against it.
+
+Prints each command as an operator would type it, then what it printed and
+its exit code; stops the pool afterwards, whatever happened.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import List
+
+from tests.fpm import FpmPool
+
+CHECK = str(Path(sys.executable).parent / "check_fastcgi")
+
+
+def commands(pool: FpmPool) -> List[List[str]]:
+    tcp = ["-H", "127.0.0.1", "-p", str(pool.port)]
+    return [
+        ["handshake", *tcp],
+        ["handshake", "-H", "::1", "-p", str(pool.port6), "-w", "0.5", "-c", "1"],
+        ["handshake", "-s", str(pool.socket_path), "-v"],
+    ]
+
+
+def main() -> int:
+    worst = 0
+    with tempfile.TemporaryDirectory(prefix="check_fastcgi-demo-") as workdir, FpmPool(Path(workdir)) as pool:
+        print(f"php-fpm pool up: 127.0.0.1:{pool.port}, [::1]:{pool.port6}, {pool.socket_path}\n")
+        for args in commands(pool):
+            print("$ check_fastcgi " + " ".join(shlex.quote(a) for a in args))
+            done = subprocess.run([CHECK, *args], capture_output=True, text=True, check=False)
+            print(done.stdout + done.stderr, end="")
+            print(f"(exit {done.returncode})\n")
+            worst = max(worst, done.returncode)
+    print("pool stopped")
+    return worst
+
+
+if __name__ == "__main__":
+    sys.exit(main())

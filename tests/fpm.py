@@ -1,0 +1,181 @@
+"""A throwaway PHP-FPM master for tests and the demo.
+
+One master, three pools on the same settings: TCP on 127.0.0.1, TCP on
+[::1] and a Unix socket, each on a free port or a path in its own directory.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+PING_PATH = "/fpm-ping"
+STATUS_PATH = "/status"
+
+
+def find_php_fpm() -> str:
+    """$PHP_FPM, php-fpm on PATH, or Debian's versioned /usr/sbin/php-fpmX.Y."""
+    candidates = [os.environ.get("PHP_FPM"), shutil.which("php-fpm")]
+    candidates += sorted(glob.glob("/usr/sbin/php-fpm[0-9]*"), reverse=True)
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise RuntimeError("php-fpm not found: run 'make test' (it installs Debian's php-fpm) or set PHP_FPM")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.02) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it is true; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout}s")
+        time.sleep(interval)
+
+
+def _accepts(family: int, address: object) -> bool:
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(address)
+        except OSError:
+            return False
+        return True
+
+
+class FpmPool:
+    """Start with ``start()`` (or as a context manager), stop with ``stop()``."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        max_children: int = 3,
+        pool_settings: Optional[Dict[str, str]] = None,
+        pool_name: str = "www",
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.max_children = max_children
+        self.pool_settings = pool_settings or {}
+        self.pool_name = pool_name
+        self.port = free_port("127.0.0.1")
+        self.port6 = free_port("::1")
+        # Unix socket paths are limited to ~107 bytes, so keep this one short.
+        self.socket_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"fpm-{os.getpid()}-{id(self):x}"
+        self.socket_path = self.socket_dir / "fpm.sock"
+        self.docroot = self.workdir / "docroot"
+        self.error_log = self.workdir / "php-fpm.log"
+        self.process: Optional[subprocess.Popen[bytes]] = None
+
+    # --- the configuration -----------------------------------------------------
+
+    def _pool(self, name: str, listen: str) -> str:
+        settings = {
+            "listen": listen,
+            "pm": "static",
+            "pm.max_children": str(self.max_children),
+            "ping.path": PING_PATH,
+            "pm.status_path": STATUS_PATH,
+            "catch_workers_output": "yes",
+            "clear_env": "yes",
+            "request_slowlog_timeout": "0",
+            "php_admin_value[error_log]": str(self.workdir / f"php-{name}.log"),
+        }
+        settings.update(self.pool_settings)
+        lines = [f"[{name}]"] + [f"{key} = {value}" for key, value in settings.items()]
+        return "\n".join(lines) + "\n"
+
+    def config(self) -> str:
+        head = (
+            "[global]\n"
+            f"pid = {self.workdir / 'php-fpm.pid'}\n"
+            f"error_log = {self.error_log}\n"
+            "daemonize = no\n"
+            "log_level = notice\n"
+        )
+        pools = [
+            self._pool(f"{self.pool_name}", f"127.0.0.1:{self.port}"),
+            self._pool(f"{self.pool_name}6", f"[::1]:{self.port6}"),
+            self._pool(f"{self.pool_name}-unix", str(self.socket_path)),
+        ]
+        return head + "\n".join(pools)
+
+    def command(self) -> List[str]:
+        command = [find_php_fpm(), "--nodaemonize", "--fpm-config", str(self.workdir / "php-fpm.conf")]
+        # No php.ini: the pool must not depend on how the host's PHP is set up.
+        command.insert(1, "-n")
+        if os.geteuid() == 0:
+            command.append("--allow-to-run-as-root")
+        return command
+
+    # --- life cycle ----------------------------------------------------------------
+
+    def start(self, timeout: float = 15.0) -> FpmPool:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.docroot.mkdir(exist_ok=True)
+        self.socket_dir.mkdir(mode=0o755, exist_ok=True)
+        (self.workdir / "php-fpm.conf").write_text(self.config())
+        self.process = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_until(self._ready, timeout, f"php-fpm ({self.log_tail()})")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"php-fpm exited with {self.process.returncode}: {self.log_tail()}")
+        return (
+            _accepts(socket.AF_INET, ("127.0.0.1", self.port))
+            and _accepts(socket.AF_INET6, ("::1", self.port6))
+            and _accepts(socket.AF_UNIX, str(self.socket_path))
+        )
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            return " / ".join(self.error_log.read_text().strip().splitlines()[-lines:])
+        except OSError:
+            return "no log"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def __enter__(self) -> FpmPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- what checks point at --------------------------------------------------------
+
+    def targets(self) -> Dict[str, List[str]]:
+        """check_fastcgi target options for each listener."""
+        return {
+            "tcp": ["-H", "127.0.0.1", "-p", str(self.port)],
+            "ipv6": ["-H", "::1", "-p", str(self.port6)],
+            "unix": ["-s", str(self.socket_path)],
+        }

@@ -1,0 +1,166 @@
+"""Misbehaving FastCGI servers: real listening sockets whose behaviour each
+test picks, served from threads. Never a patched function."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable, List, Optional
+
+Handler = Callable[[socket.socket, threading.Event], None]
+
+
+def read_some(conn: socket.socket) -> bytes:
+    """Read what the client sent first (enough to know it sent a request)."""
+    conn.settimeout(5)
+    try:
+        return conn.recv(65536)
+    except OSError:
+        return b""
+
+
+class ScriptedServer:
+    """Accepts connections and hands each to ``handler`` in its own thread.
+
+    ``family`` is "tcp" (127.0.0.1), "ipv6" ([::1]) or "unix" (a socket in a
+    fresh directory). ``accept=False`` listens with a backlog of 0 and never
+    accepts, so once the backlog is filled a further connect hangs.
+    """
+
+    def __init__(self, handler: Optional[Handler] = None, family: str = "tcp", accept: bool = True) -> None:
+        self.handler = handler
+        self.family = family
+        self.accept = accept
+        self.stopping = threading.Event()
+        self._threads: List[threading.Thread] = []
+        self._conns: List[socket.socket] = []
+        self._lock = threading.Lock()
+        self._dir: Optional[str] = None
+        if family == "unix":
+            self._dir = tempfile.mkdtemp(prefix="fcgi-")
+            os.chmod(self._dir, 0o755)
+            self.path = str(Path(self._dir) / "server.sock")
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.listener.bind(self.path)
+        else:
+            host = "::1" if family == "ipv6" else "127.0.0.1"
+            self.listener = socket.socket(socket.AF_INET6 if family == "ipv6" else socket.AF_INET)
+            self.listener.bind((host, 0))
+            self.host, self.port = host, self.listener.getsockname()[1]
+        self.listener.listen(0 if not accept else 16)
+
+    @property
+    def args(self) -> List[str]:
+        """check_fastcgi target options pointing here."""
+        if self.family == "unix":
+            return ["-s", self.path]
+        return ["-H", self.host, "-p", str(self.port)]
+
+    def start(self) -> ScriptedServer:
+        if self.accept:
+            self._spawn(self._accept_loop)
+        return self
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _accept_loop(self) -> None:
+        self.listener.settimeout(0.05)
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(conn)
+            self._spawn(self._serve, conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            if self.handler is not None:
+                self.handler(conn, self.stopping)
+        except OSError:
+            pass  # the client went away: that is its right
+        finally:
+            conn.close()
+
+    def fill_backlog(self) -> List[socket.socket]:
+        """Open connections nobody accepts until the kernel drops new SYNs."""
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket(self.listener.family, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((self.host, self.port))
+            fillers.append(filler)
+        with self._lock:
+            self._conns.extend(fillers)
+        return fillers
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.listener.close()
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self._dir:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            os.rmdir(self._dir)
+
+    def __enter__(self) -> ScriptedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- behaviours -------------------------------------------------------------------
+
+
+def silent(conn: socket.socket, stopping: threading.Event) -> None:
+    """Accepts, reads the request, never answers: a pool with every worker busy."""
+    read_some(conn)
+    stopping.wait()
+
+
+def answers(data: bytes) -> Handler:
+    """Reads the request, sends ``data``, closes."""
+
+    def handler(conn: socket.socket, stopping: threading.Event) -> None:
+        read_some(conn)
+        conn.sendall(data)
+
+    return handler
+
+
+def answers_and_waits(data: bytes) -> Handler:
+    """Reads the request, sends ``data``, keeps the connection open."""
+
+    def handler(conn: socket.socket, stopping: threading.Event) -> None:
+        read_some(conn)
+        conn.sendall(data)
+        stopping.wait()
+
+    return handler
+
+
+def hangs_up(conn: socket.socket, stopping: threading.Event) -> None:
+    """Reads the request and closes without a word."""
+    read_some(conn)
+
+
+def resets(conn: socket.socket, stopping: threading.Event) -> None:
+    """Reads the request and resets the connection (RST, not FIN)."""
+    read_some(conn)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
