@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Debian package:command pairs the suite needs.
 SYSTEM_PACKAGES := 'php-fpm:php-fpm[0-9]*'
 
-.PHONY: all demo test lint format system-packages venv clean
+.PHONY: all demo test lint format system-packages venv clean bench
 
 all: test
 
@@ -44,3 +44,7 @@ test: system-packages lint
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Wall time of real checks against a throwaway pool (not part of `make test`).
+bench: system-packages venv
+	$(BIN)/python tools/bench-check 21
