@@ -19,9 +19,12 @@ from . import __version__
 STARTED = time.monotonic()
 
 #: mode name -> module in this package. Each module provides HELP,
-#: DESCRIPTION, PERFDATA, add_arguments(parser) and build_check(...).
+#: DESCRIPTION, PERFDATA, add_arguments(parser) and build_check(...), and
+#: may provide check_arguments(args) -> an error text or None.
 MODES = {
     "handshake": "handshake",
+    "ping": "ping",
+    "status": "status",
 }
 
 TIMEOUT_STATES = ("warning", "critical", "unknown")
@@ -162,6 +165,10 @@ def _run(argv: List[str]) -> NoReturn:
     parser = build_parser(_modes_to_load(argv))
     args = parser.parse_args(argv)
     runner.VERBOSITY = args.verbose
+    mode_check = getattr(args.module, "check_arguments", None)
+    problem = mode_check(args) if mode_check else None
+    if problem:
+        parser.error(problem)
     try:
         port = None if args.port is None else target.check_port(args.port)
         address = target.parse_address(args.host, port, args.socket)

@@ -56,12 +56,27 @@ class Failure:
         return describe(self.exc)
 
 
+class Problem(Failure):
+    """A failure the mode found in a reply that arrived, with its own state."""
+
+    def __init__(self, state: ServiceState, text: str) -> None:
+        self.state = state
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def failure_metric(exc: fcgi_wire.FastCGIError) -> nagiosplugin.Metric:
     return nagiosplugin.Metric("fastcgi", Failure(exc), context="fastcgi")
 
 
+def problem_metric(state: ServiceState, text: str) -> nagiosplugin.Metric:
+    return nagiosplugin.Metric("fastcgi", Problem(state, text), context="fastcgi")
+
+
 class FailureContext(nagiosplugin.Context):
-    """Evaluates ``failure_metric``s; it never produces perfdata."""
+    """Evaluates failure and problem metrics; it never produces perfdata."""
 
     def __init__(self, timeout_state: ServiceState) -> None:
         super().__init__("fastcgi")
@@ -69,4 +84,6 @@ class FailureContext(nagiosplugin.Context):
 
     def evaluate(self, metric: nagiosplugin.Metric, resource: nagiosplugin.Resource) -> nagiosplugin.Result:
         failure = metric.value
+        if isinstance(failure, Problem):
+            return nagiosplugin.Result(failure.state, str(failure), metric)
         return nagiosplugin.Result(state_of(failure.exc, self.timeout_state), str(failure), metric)

@@ -22,6 +22,11 @@ def printable(text: str, limit: int = 60) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def quoted(text: str, limit: int = 40) -> str:
+    """printable() between single quotes, for showing what a server sent."""
+    return f"'{printable(text, limit)}'"
+
+
 def human_seconds(seconds: float) -> str:
     """0.000412 -> '0.4 ms', 1.5 -> '1.50 s': readable at a glance."""
     if seconds < 1:

@@ -41,6 +41,11 @@ class Outcome:
         return dict(item.split("=", 1) for item in text.split())
 
 
+#: XDG_STATE_HOME of every check the tests run, so rates never write to the
+#: real home; set per session by the ``state_home`` fixture.
+STATE_HOME = {"path": ""}
+
+
 def run_check(
     *args: str, prefix: Sequence[str] = (), limit: float = 30, env: Optional[Dict[str, str]] = None
 ) -> Outcome:
@@ -53,7 +58,12 @@ def run_check(
         capture_output=True,
         text=True,
         timeout=limit,
-        env=env or {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"},
+        env=env
+        or {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LC_ALL": "C.UTF-8",
+            "XDG_STATE_HOME": STATE_HOME["path"] or "/nonexistent",
+        },
     )
     return Outcome(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
@@ -64,6 +74,12 @@ def assert_plugin_output(outcome: Outcome) -> None:
     assert outcome.stdout.startswith("FASTCGI "), outcome
     assert "Traceback" not in outcome.stdout + outcome.stderr, outcome
     assert outcome.stderr == "", outcome
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    STATE_HOME["path"] = str(tmp_path_factory.mktemp("state"))
+    return Path(STATE_HOME["path"])
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,30 @@ from typing import Dict, List, Optional
 PING_PATH = "/fpm-ping"
 STATUS_PATH = "/status"
 
+# Scripts the pool serves from its docroot.
+SCRIPTS = {
+    # Echoes what the request carried, so tests can see what was sent.
+    "health.php": """<?php
+header('Content-Type: text/plain');
+if (isset($_GET['status'])) { http_response_code((int) $_GET['status']); }
+error_log('health.php says hello on stderr');
+echo "method=", $_SERVER['REQUEST_METHOD'], "\n";
+echo "query=", $_SERVER['QUERY_STRING'], "\n";
+echo "body=", file_get_contents('php://input'), "\n";
+echo "content_type=", $_SERVER['CONTENT_TYPE'] ?? '-', "\n";
+echo "probe=", $_SERVER['HTTP_X_PROBE'] ?? '-', "\n";
+echo "leak=", $_SERVER['CHECK_FASTCGI_LEAK'] ?? '-', "\n";
+echo "params=", implode(',', array_keys(array_filter($_SERVER, 'is_string'))), "\n";
+echo "healthy\n";
+""",
+    # Occupies a worker: touches ?marker=FILE when it starts, sleeps ?ms=N.
+    "slow.php": """<?php
+if (isset($_GET['marker'])) { touch($_GET['marker']); }
+usleep((int) ($_GET['ms'] ?? 1000) * 1000);
+echo "slept\n";
+""",
+}
+
 
 def find_php_fpm() -> str:
     """$PHP_FPM, php-fpm on PATH, or Debian's versioned /usr/sbin/php-fpmX.Y."""
@@ -91,7 +115,6 @@ class FpmPool:
             "catch_workers_output": "yes",
             "clear_env": "yes",
             "request_slowlog_timeout": "0",
-            "php_admin_value[error_log]": str(self.workdir / f"php-{name}.log"),
         }
         settings.update(self.pool_settings)
         lines = [f"[{name}]"] + [f"{key} = {value}" for key, value in settings.items()]
@@ -122,9 +145,14 @@ class FpmPool:
 
     # --- life cycle ----------------------------------------------------------------
 
+    def script(self, name: str) -> str:
+        return str(self.docroot / name)
+
     def start(self, timeout: float = 15.0) -> FpmPool:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.docroot.mkdir(exist_ok=True)
+        for name, text in SCRIPTS.items():
+            (self.docroot / name).write_text(text)
         self.socket_dir.mkdir(mode=0o755, exist_ok=True)
         (self.workdir / "php-fpm.conf").write_text(self.config())
         self.process = subprocess.Popen(
@@ -164,6 +192,11 @@ class FpmPool:
         self.process = None
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
+    def restart(self) -> None:
+        """Stop and start the master on the same addresses: a new pool start."""
+        self.stop()
+        self.start()
+
     def __enter__(self) -> FpmPool:
         return self.start()
 
@@ -179,3 +212,51 @@ class FpmPool:
             "ipv6": ["-H", "::1", "-p", str(self.port6)],
             "unix": ["-s", str(self.socket_path)],
         }
+
+
+class SlowRequest:
+    """A request to slow.php that holds one worker for ``ms`` milliseconds.
+
+    As a context manager it returns once PHP is running the script (the
+    script touches a marker file), and joins the request on exit.
+    """
+
+    def __init__(self, pool: FpmPool, ms: int, address: Optional[object] = None) -> None:
+        import fcgi_wire  # noqa: PLC0415 - tests/fpm.py also serves the demo, which needs no client
+
+        self.pool = pool
+        self.marker = pool.workdir / f"slow-{id(self):x}.started"
+        self.query = f"ms={ms}&marker={self.marker}"
+        self.params = {
+            "SCRIPT_NAME": "/slow.php",
+            "SCRIPT_FILENAME": pool.script("slow.php"),
+            "REQUEST_METHOD": "GET",
+            "QUERY_STRING": self.query,
+        }
+        self.address = address or fcgi_wire.TcpAddress("127.0.0.1", pool.port)
+        self.timeout = ms / 1000 + 10
+        self.response: Optional[object] = None
+        self.error: Optional[BaseException] = None
+        self._thread: Optional[object] = None
+
+    def _run(self) -> None:
+        import fcgi_wire  # noqa: PLC0415
+
+        try:
+            self.response = fcgi_wire.request(self.address, self.params, timeout=self.timeout)
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+
+    def __enter__(self) -> SlowRequest:
+        import threading  # noqa: PLC0415
+
+        thread = threading.Thread(target=self._run, daemon=True)
+        thread.start()
+        self._thread = thread
+        wait_until(lambda: self.marker.exists() or self.error is not None, 10, "slow.php start")
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join(self.timeout)  # type: ignore[attr-defined]

@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Callable, List, Optional
 
+import fcgi_wire
+
 Handler = Callable[[socket.socket, threading.Event], None]
 
 
@@ -164,3 +166,45 @@ def resets(conn: socket.socket, stopping: threading.Event) -> None:
     """Reads the request and resets the connection (RST, not FIN)."""
     read_some(conn)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+
+def read_request(conn: socket.socket) -> List[fcgi_wire.Record]:
+    """Read records until the request is complete: the empty FCGI_STDIN for a
+    responder request, or a management record."""
+    decoder = fcgi_wire.RecordDecoder()
+    records: List[fcgi_wire.Record] = []
+    conn.settimeout(5)
+    while True:
+        record = decoder.next_record()
+        if record is None:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return records
+            decoder.feed(chunk)
+            continue
+        records.append(record)
+        if record.type == fcgi_wire.RecordType.GET_VALUES:
+            return records
+        if record.type == fcgi_wire.RecordType.STDIN and not record.content:
+            return records
+
+
+def fastcgi_reply(
+    stdout: bytes, stderr: bytes = b"", *, protocol_status: int = 0, app_status: int = 0, request_id: int = 1
+) -> bytes:
+    """A whole responder reply as a well-behaved server would send it."""
+    out = fcgi_wire.encode_stream(fcgi_wire.RecordType.STDOUT, request_id, stdout)
+    if stderr:
+        out += fcgi_wire.encode_stream(fcgi_wire.RecordType.STDERR, request_id, stderr)
+    body = app_status.to_bytes(4, "big") + bytes([protocol_status]) + bytes(3)
+    return out + fcgi_wire.encode_record(fcgi_wire.RecordType.END_REQUEST, request_id, body)
+
+
+def responds(data: bytes) -> Handler:
+    """Reads a whole request, sends ``data``, closes."""
+
+    def handler(conn: socket.socket, stopping: threading.Event) -> None:
+        read_request(conn)
+        conn.sendall(data)
+
+    return handler

@@ -1,0 +1,157 @@
+"""PHP-FPM's JSON status page, read with the tolerance it needs.
+
+FPM prints the path part of ``request uri``, ``user`` and ``script`` without
+escaping, so the page can be invalid JSON; ``request duration`` can wrap to
+about 1.8e19; new process states appear. None of that may cost the pool's
+figures.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+#: JSON key -> metric name, for the pool-wide figures.
+POOL_FIELDS = {
+    "accepted conn": "accepted_conn",
+    "listen queue": "listen_queue",
+    "max listen queue": "max_listen_queue",
+    "listen queue len": "listen_queue_len",
+    "idle processes": "idle_processes",
+    "active processes": "active_processes",
+    "total processes": "total_processes",
+    "max active processes": "max_active_processes",
+    "max children reached": "max_children_reached",
+    "slow requests": "slow_requests",
+    "start since": "start_since",
+    "memory peak": "memory_peak",  # PHP 8.4 and later
+}
+REQUIRED = ("accepted conn", "idle processes", "active processes", "total processes")
+
+# A duration this large is a negative one that wrapped around (unsigned).
+_WRAPPED = 2**63
+
+# Fields FPM prints raw, each followed by the key FPM always prints next.
+_RAW_FIELDS = [
+    re.compile(r'("request uri":")(.*?)(","content length":)', re.S),
+    re.compile(r'("user":")(.*?)(","script":")', re.S),
+    re.compile(r'("script":")(.*?)(","last request cpu":)', re.S),
+]
+_TOP_LEVEL_NUMBER = re.compile(r'"([a-z ]+)":(\d+)')
+_TOP_LEVEL_STRING = re.compile(r'"(pool|process manager)":"([^"]*)"')
+
+
+class StatusPageError(ValueError):
+    """The body is not a PHP-FPM JSON status page."""
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    state: str
+    request_duration: float  # seconds
+    request_method: str
+    request_uri: str
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    pool: str
+    process_manager: str
+    start_time: int
+    figures: Dict[str, int]
+    processes: Optional[List[Process]] = None  # None: not asked for, or unreadable
+    repairs: List[str] = field(default_factory=list)
+
+
+def _escape_raw(match: re.Match[str]) -> str:
+    raw = match.group(2)
+    try:
+        json.loads(f'"{raw}"', strict=False)
+        fixed = raw  # already valid: FPM escapes the query part itself
+    except ValueError:
+        fixed = json.dumps(raw)[1:-1]
+    return match.group(1) + fixed + match.group(3)
+
+
+def _load(text: str, repairs: List[str]) -> Any:
+    # strict=False lets raw control characters (a newline in a URI) through.
+    try:
+        return json.loads(text, strict=False)
+    except ValueError:
+        pass
+    repaired = text
+    for pattern in _RAW_FIELDS:
+        repaired = pattern.sub(_escape_raw, repaired)
+    try:
+        document = json.loads(repaired, strict=False)
+    except ValueError:
+        return None
+    repairs.append("escaped characters FPM printed raw in request uri/user/script")
+    return document
+
+
+def _salvage(text: str, repairs: List[str]) -> Dict[str, Any]:
+    """The pool figures of a page whose process list defeats repair."""
+    head = text.split('"processes"', 1)[0]
+    document: Dict[str, Any] = {key: int(value) for key, value in _TOP_LEVEL_NUMBER.findall(head)}
+    document.update(dict(_TOP_LEVEL_STRING.findall(head)))
+    repairs.append("process list unreadable (invalid JSON); pool figures read alone")
+    return document
+
+
+def _int(document: Dict[str, Any], key: str) -> int:
+    value = document.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StatusPageError(f"{key!r} is {value!r}, not a whole number")
+    return value
+
+
+def _processes(raw: Any, repairs: List[str]) -> Optional[List[Process]]:
+    if not isinstance(raw, list):
+        return None
+    processes = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            continue
+        duration = entry.get("request duration")
+        duration = duration if isinstance(duration, int) and duration >= 0 else 0
+        if duration >= _WRAPPED:
+            repairs.append(f"request duration of pid {entry.get('pid')} wrapped around; counted as 0")
+            duration = 0
+        processes.append(
+            Process(
+                pid=entry.get("pid") if isinstance(entry.get("pid"), int) else 0,
+                state=str(entry.get("state", "-")),
+                request_duration=duration / 1_000_000,
+                request_method=str(entry.get("request method", "-")),
+                request_uri=str(entry.get("request uri", "-")),
+            )
+        )
+    return processes
+
+
+def parse_status(body: bytes) -> PoolStatus:
+    text = body.decode("utf-8", errors="replace")
+    repairs: List[str] = []
+    document = _load(text, repairs)
+    if document is None:
+        if not text.lstrip().startswith("{") or '"pool"' not in text:
+            raise StatusPageError("not JSON")
+        document = _salvage(text, repairs)
+    if not isinstance(document, dict) or "pool" not in document:
+        raise StatusPageError("JSON, but not a PHP-FPM status page (no 'pool')")
+    missing = [key for key in REQUIRED if key not in document]
+    if missing:
+        raise StatusPageError(f"status page without {', '.join(repr(key) for key in missing)}")
+    figures = {metric: _int(document, key) for key, metric in POOL_FIELDS.items() if key in document}
+    return PoolStatus(
+        pool=str(document["pool"]),
+        process_manager=str(document.get("process manager", "-")),
+        start_time=document["start time"] if isinstance(document.get("start time"), int) else 0,
+        figures=figures,
+        processes=_processes(document.get("processes"), repairs),
+        repairs=repairs,
+    )

@@ -1,0 +1,288 @@
+"""Mode ``status``: PHP-FPM's status page as metrics, with Nagios-range
+thresholds on any of them, stuck-worker detection and counter rates."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import nagiosplugin
+from nagiosplugin.state import Critical, Unknown
+
+import fcgi_wire
+
+from .cgi_request import build_params
+from .failures import FailureContext, failure_metric, problem_metric
+from .fpm_status import PoolStatus, Process, StatusPageError, parse_status
+from .rates import COUNTERS, default_state_dir, rates, state_file_name
+from .summary import FastCGISummary, human_seconds, printable, quoted
+from .target import Target
+
+DEFAULT_PATH = "/status"
+
+HELP = "read PHP-FPM's status page: thresholds on any pool metric, stuck workers, rates"
+DESCRIPTION = """\
+Requests PHP-FPM's status page (pm.status_path, default /status) as JSON and
+reports every pool figure as perfdata. -w and -c take METRIC=RANGE in Nagios
+range syntax (10, 10:, ~:10, 10:20, @10:20) and may be repeated. Counter rates
+are computed from the previous run, kept in a state file. Listen-queue figures
+read 0 over a Unix socket (a PHP-FPM limitation)."""
+
+#: (label, uom, help) in the order the summary and help present them.
+METRICS: List[Tuple[str, str, str]] = [
+    ("active_processes", "", "workers serving a request (the status request included)"),
+    ("idle_processes", "", "workers waiting for a request"),
+    ("total_processes", "", "all workers"),
+    ("active_percent", "%", "100 x active / total, or / --max-children"),
+    ("listen_queue", "", "connections waiting for a worker (0 on Unix sockets)"),
+    ("max_listen_queue", "", "highest listen_queue since start (0 on Unix sockets)"),
+    ("listen_queue_len", "", "size of the listen backlog (0 on Unix sockets)"),
+    ("max_active_processes", "", "highest active_processes since start"),
+    ("accepted_conn", "c", "requests accepted since start"),
+    ("max_children_reached", "c", "times pm.max_children stopped a new worker"),
+    ("slow_requests", "c", "requests longer than request_slowlog_timeout"),
+    ("accepted_conn_rate", "", "accepted_conn per second since the last run"),
+    ("max_children_reached_rate", "", "max_children_reached per second since the last run"),
+    ("slow_requests_rate", "", "slow_requests per second since the last run"),
+    ("start_since", "s", "seconds since the pool started"),
+    ("longest_request", "s", "longest running request, status request excluded (--full)"),
+    ("memory_peak", "B", "peak memory of the pool (PHP 8.4 and later)"),
+]
+METRIC_NAMES = [name for name, _, _ in METRICS]
+UOM = {name: uom for name, uom, _ in METRICS}
+LISTEN_QUEUE_METRICS = ("listen_queue", "max_listen_queue", "listen_queue_len")
+
+PERFDATA = [("time", "s", "time to fetch the status page"), *METRICS]
+
+
+def threshold(text: str) -> Tuple[str, nagiosplugin.Range]:
+    """argparse type for -w/-c METRIC=RANGE."""
+    metric, equals, spec = text.partition("=")
+    metric = metric.strip()
+    if not equals:
+        raise argparse.ArgumentTypeError(f"{text!r} is not METRIC=RANGE (e.g. active_percent=80)")
+    if metric not in METRIC_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
+    try:
+        return metric, nagiosplugin.Range(spec)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{spec!r} is not a Nagios range (10, 10:, ~:10, 10:20, @10:20)"
+        ) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    page = parser.add_argument_group("status page")
+    page.add_argument("--path", default=DEFAULT_PATH, help="the pool's pm.status_path (default /status)")
+    page.add_argument("--full", action="store_true", help="ask for the process list: longest_request")
+    page.add_argument("--pool", metavar="NAME", help="CRITICAL when the page reports another pool")
+    page.add_argument(
+        "--max-children", type=int, metavar="N", help="the pool's pm.max_children, for active_percent"
+    )
+    page.add_argument(
+        "--state-file", metavar="PATH", help="where rates keep the last sample (default: per user)"
+    )
+    limits = parser.add_argument_group("thresholds")
+    limits.add_argument(
+        "-w",
+        "--warning",
+        action="append",
+        default=[],
+        type=threshold,
+        metavar="METRIC=RANGE",
+        help="warning range for a metric; repeatable",
+    )
+    limits.add_argument(
+        "-c",
+        "--critical",
+        action="append",
+        default=[],
+        type=threshold,
+        metavar="METRIC=RANGE",
+        help="critical range for a metric; repeatable",
+    )
+
+
+def check_arguments(args: argparse.Namespace) -> Optional[str]:
+    """A usage error the parser cannot see, or None."""
+    named = {metric for metric, _ in args.warning + args.critical}
+    if "longest_request" in named and not args.full:
+        return "a threshold on longest_request needs --full"
+    if args.max_children is not None and args.max_children < 1:
+        return "--max-children must be at least 1"
+    return None
+
+
+class FpmStatus(nagiosplugin.Resource):
+    def __init__(self, target: Target, args: argparse.Namespace) -> None:
+        self.target = target
+        self.args = args
+        self.query = "json&full" if args.full else "json"
+        self.params = build_params(args.path, query=self.query)
+        self.status: Optional[PoolStatus] = None
+        self.longest: Optional[Process] = None
+        self.notes: List[str] = []
+        self.elapsed = 0.0
+
+    @property
+    def name(self) -> str:
+        return "status"
+
+    def probe(self) -> Iterator[nagiosplugin.Metric]:
+        try:
+            response = fcgi_wire.request(self.target.address, self.params, **self.target.limits())
+        except fcgi_wire.FastCGIError as exc:
+            yield failure_metric(exc)
+            return
+        self.elapsed = response.elapsed
+        where = f"{self.target} {self.args.path}"
+        if response.status in (403, 404):
+            yield problem_metric(
+                Unknown,
+                f"no status page at {where} (HTTP {response.status}): "
+                f"is pm.status_path = {self.args.path} set in the pool?",
+            )
+            return
+        if response.status != 200:
+            got = quoted(response.body.decode("utf-8", "replace"))
+            yield problem_metric(Critical, f"status page at {where} answered HTTP {response.status}: {got}")
+            return
+        try:
+            self.status = status = parse_status(response.body)
+        except StatusPageError as exc:
+            got = quoted(response.body.decode("utf-8", "replace"))
+            yield problem_metric(Unknown, f"{where} is not a PHP-FPM status page ({exc}): {got}")
+            return
+        self.notes.extend(status.repairs)
+        if self.args.pool is not None and status.pool != self.args.pool:
+            yield problem_metric(
+                Critical,
+                f"{self.target} serves pool {status.pool!r}, expected {self.args.pool!r} "
+                "(socket wired to the wrong pool?)",
+            )
+        yield nagiosplugin.Metric("time", round(response.elapsed, 6), "s", min=0, context="time")
+        yield from self._figures(status)
+        yield from self._longest_request(status)
+        yield from self._rates(status)
+
+    def _figures(self, status: PoolStatus) -> Iterator[nagiosplugin.Metric]:
+        max_children = self.args.max_children
+        for name, value in status.figures.items():
+            bounded = name in ("active_processes", "idle_processes", "total_processes")
+            yield nagiosplugin.Metric(
+                name, value, UOM[name], min=0, max=max_children if bounded else None, context=name
+            )
+        active, total = status.figures["active_processes"], status.figures["total_processes"]
+        base = max_children or total
+        percent = round(100.0 * active / base, 1) if base else 0.0
+        yield nagiosplugin.Metric("active_percent", percent, "%", min=0, max=100, context="active_percent")
+
+    def _longest_request(self, status: PoolStatus) -> Iterator[nagiosplugin.Metric]:
+        if not self.args.full:
+            return
+        if status.processes is None:
+            self.notes.append("longest_request unknown: no process list")
+            return
+        own_uri = f"{self.args.path}?{self.query}"
+        running = [p for p in status.processes if p.state == "Running" and p.request_uri != own_uri]
+        self.longest = max(running, key=lambda p: p.request_duration, default=None)
+        seconds = self.longest.request_duration if self.longest else 0.0
+        yield nagiosplugin.Metric("longest_request", round(seconds, 6), "s", min=0, context="longest_request")
+
+    def _rates(self, status: PoolStatus) -> Iterator[nagiosplugin.Metric]:
+        if self.args.state_file:
+            path = Path(self.args.state_file)
+        else:
+            path = default_state_dir() / state_file_name(str(self.target), self.args.path, status.pool)
+        counters = {name: status.figures[name] for name in COUNTERS if name in status.figures}
+        found, why_not = rates(path, status.start_time, counters, time.time())
+        if why_not:
+            self.notes.append(why_not)
+        for name, value in found.items():
+            yield nagiosplugin.Metric(name, round(value, 4), min=0, context=name)
+
+
+class StatusSummary(FastCGISummary):
+    def __init__(self, resource: FpmStatus, listen_queue_caveat: bool) -> None:
+        super().__init__(resource.target)
+        self.resource = resource
+        self.listen_queue_caveat = listen_queue_caveat
+
+    def _pool_line(self, results: nagiosplugin.Results) -> str:
+        status = self.resource.status
+        assert status is not None
+        figures = status.figures
+        parts = [
+            f"{figures['active_processes']} active",
+            f"{figures['idle_processes']} idle",
+            f"{figures['total_processes']} total",
+            f"listen queue {figures.get('listen_queue', 0)}",
+        ]
+        if "accepted_conn_rate" in results:
+            parts.append(f"{results['accepted_conn_rate'].metric.value:.3g} req/s")
+        longest = self.resource.longest
+        if longest is not None:
+            parts.append(
+                f"longest request {human_seconds(longest.request_duration)} "
+                f"(pid {longest.pid} {longest.request_method} {printable(longest.request_uri, 50)})"
+            )
+        line = ", ".join(parts)
+        if self.listen_queue_caveat:
+            line += " (listen queue figures read 0 over a Unix socket)"
+        return line
+
+    def ok(self, results: nagiosplugin.Results) -> str:
+        status = self.resource.status
+        assert status is not None
+        return f"pool {printable(status.pool)}: {self._pool_line(results)}"
+
+    def problem(self, results: nagiosplugin.Results) -> str:
+        first = results.first_significant
+        status = self.resource.status
+        if status is None or first.context.name == "fastcgi":
+            return super().problem(results)
+        return f"pool {printable(status.pool)}: {first}; {self._pool_line(results)}"
+
+    def verbose(self, results: nagiosplugin.Results) -> List[str]:
+        lines = super().verbose(results)
+        status = self.resource.status
+        if status is None:
+            return lines
+        manager = printable(status.process_manager)
+        lines.append(
+            f"pool: {printable(status.pool)} ({manager}), page {self.target} {self.resource.args.path}"
+        )
+        lines.extend(f"note: {note}" for note in self.resource.notes)
+        if self.resource.target.is_unix:
+            lines.append(
+                "note: listen_queue, max_listen_queue and listen_queue_len read 0 over a Unix socket"
+            )
+        for process in status.processes or []:
+            if process.state != "Idle":
+                lines.append(
+                    f"process: pid {process.pid} {process.state} {human_seconds(process.request_duration)} "
+                    f"{process.request_method} {printable(process.request_uri, 200)}"
+                )
+        return lines
+
+
+def build_check(
+    args: argparse.Namespace, target: Target, timeout_state: nagiosplugin.state.ServiceState
+) -> nagiosplugin.Check:
+    warning: Dict[str, nagiosplugin.Range] = dict(args.warning)
+    critical: Dict[str, nagiosplugin.Range] = dict(args.critical)
+    resource = FpmStatus(target, args)
+    contexts = [
+        nagiosplugin.ScalarContext(name, warning.get(name), critical.get(name)) for name in METRIC_NAMES
+    ]
+    caveat = target.is_unix and any(name in LISTEN_QUEUE_METRICS for name in {**warning, **critical})
+    return nagiosplugin.Check(
+        resource,
+        *contexts,
+        nagiosplugin.ScalarContext("time", fmt_metric="response time {valueunit}"),
+        FailureContext(timeout_state),
+        StatusSummary(resource, caveat),
+        name="fastcgi",
+    )

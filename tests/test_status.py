@@ -1,0 +1,193 @@
+"""status against a real php-fpm, with its own pools so other tests' load
+does not move its figures."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import assert_plugin_output, run_check
+from tests.fpm import FpmPool, SlowRequest
+
+POOL_LABELS = {
+    "accepted_conn": r"\d+c;;;0",
+    "listen_queue": r"\d+;;;0",
+    "max_listen_queue": r"\d+;;;0",
+    "listen_queue_len": r"\d+;;;0",
+    "idle_processes": r"\d+;;;0",
+    "active_processes": r"\d+;;;0",
+    "total_processes": r"3;;;0",
+    "max_active_processes": r"\d+;;;0",
+    "max_children_reached": r"0c;;;0",
+    "slow_requests": r"0c;;;0",
+    "start_since": r"\d+s;;;0",
+    "active_percent": r"[\d.]+%;;;0;100",
+    "time": r"[\d.]+s;;;0",
+}
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FpmPool]:
+    with FpmPool(tmp_path_factory.mktemp("status"), max_children=3, pool_name="stat") as started:
+        yield started
+
+
+def status(pool: FpmPool, *args: str, via: str = "tcp") -> list:
+    return ["status", *pool.targets()[via], *args]
+
+
+@pytest.mark.parametrize("via", ["tcp", "ipv6", "unix"])
+def test_status_ok_with_every_label(pool: FpmPool, via: str, tmp_path: Path) -> None:
+    outcome = run_check(*status(pool, "--state-file", str(tmp_path / "s.json"), via=via))
+    assert_plugin_output(outcome)
+    assert outcome.code == 0
+    assert re.match(
+        r"FASTCGI OK - pool stat\S*: 1 active, 2 idle, 3 total, listen queue 0 \| ", outcome.first_line
+    )
+    assert set(outcome.perfdata) == set(POOL_LABELS)  # first run: no rates yet
+    for label, pattern in POOL_LABELS.items():
+        assert re.fullmatch(pattern, outcome.perfdata[label]), (label, outcome.perfdata[label])
+
+
+def test_threshold_fires_while_a_slow_request_holds_a_worker(pool: FpmPool) -> None:
+    calm = run_check(*status(pool, "-w", "active_processes=1", "-c", "active_percent=50"))
+    assert calm.code == 0, calm  # only the status request itself is active
+    with SlowRequest(pool, ms=3000):
+        busy = run_check(*status(pool, "-w", "active_processes=1", "-c", "active_percent=50"))
+    assert busy.code == 2, busy
+    # Critical is reported first; the numbers that explain it follow.
+    assert busy.summary.startswith(
+        "FASTCGI CRITICAL - pool stat: active_percent is 66.7% (outside range 0:50); 2 active, 1 idle, 3 total"
+    )
+    assert busy.perfdata["active_processes"] == "2;1;;0"
+    assert busy.perfdata["active_percent"] == "66.7%;;50;0;100"
+
+
+def test_max_children_scales_active_percent(pool: FpmPool) -> None:
+    outcome = run_check(*status(pool, "--max-children", "10"))
+    assert outcome.perfdata["active_percent"] == "10.0%;;;0;100"
+    assert outcome.perfdata["active_processes"] == "1;;;0;10"
+
+
+def test_full_names_the_longest_running_request(pool: FpmPool) -> None:
+    with SlowRequest(pool, ms=3000) as slow:
+        outcome = run_check(*status(pool, "--full", "-w", "longest_request=0.000001", "-v"))
+    assert_plugin_output(outcome)
+    assert outcome.code == 1, outcome
+    summary = outcome.first_line
+    assert summary.startswith("FASTCGI WARNING - pool stat: longest_request is ")
+    match = re.search(r"longest request [\d.]+ (ms|s) \(pid (\d+) GET /slow\.php\?(\S+)\)", summary)
+    assert match, summary
+    assert match.group(3).startswith("ms=3000&marker=")  # cut to keep the line short
+    assert re.fullmatch(r"[\d.]+s;1e-06;;0", outcome.perfdata["longest_request"])
+    assert f"process: pid {match.group(2)} Running" in outcome.stdout
+    assert f"GET /slow.php?{slow.query}" in outcome.stdout  # -v shows it whole
+
+
+def test_full_without_load_reports_zero_and_skips_itself(pool: FpmPool) -> None:
+    outcome = run_check(*status(pool, "--full"))
+    assert outcome.perfdata["longest_request"] == "0.0s;;;0"
+    assert "longest request" not in outcome.first_line
+
+
+def test_pool_mismatch_is_critical(pool: FpmPool) -> None:
+    outcome = run_check(*status(pool, "--pool", "api", via="unix"))
+    assert outcome.code == 2
+    assert outcome.summary == (
+        f"FASTCGI CRITICAL - {pool.socket_path} serves pool 'stat-unix', expected 'api' (socket wired to the wrong pool?)"
+    )
+    assert run_check(*status(pool, "--pool", "stat-unix", via="unix")).code == 0
+
+
+def test_status_page_not_enabled_is_unknown_with_the_fix(pool: FpmPool) -> None:
+    outcome = run_check(*status(pool, "--path", "/fpm-status"))
+    assert_plugin_output(outcome)
+    assert outcome.code == 3
+    assert outcome.first_line == (
+        f"FASTCGI UNKNOWN - no status page at 127.0.0.1:{pool.port} /fpm-status (HTTP 404): "
+        "is pm.status_path = /fpm-status set in the pool?"
+    )
+
+
+def test_not_a_status_page_is_unknown(pool: FpmPool) -> None:
+    outcome = run_check(*status(pool, "--path", "/fpm-ping"))
+    assert outcome.code == 3
+    assert (
+        outcome.first_line
+        == f"FASTCGI UNKNOWN - 127.0.0.1:{pool.port} /fpm-ping is not a PHP-FPM status page (not JSON): 'pong'"
+    )
+
+
+def test_rates_first_run_second_run_and_after_restart(pool: FpmPool, tmp_path: Path) -> None:
+    state = str(tmp_path / "rates.json")
+    first = run_check(*status(pool, "--state-file", state, "-v"))
+    assert "accepted_conn_rate" not in first.perfdata
+    assert "note: no rates yet: first run" in first.stdout
+    second = run_check(*status(pool, "--state-file", state, "-c", "accepted_conn_rate=~:100000"))
+    assert second.code == 0
+    for counter in ("accepted_conn", "max_children_reached", "slow_requests"):
+        assert re.fullmatch(r"[\d.]+;;;0", second.perfdata[f"{counter}_rate"].replace(";~:100000;", ";;"))
+    assert float(second.perfdata["accepted_conn_rate"].split(";")[0]) > 0
+    assert "req/s" in second.first_line
+    saved = json.loads(Path(state).read_text())
+    assert saved["sample"]["counters"]["accepted_conn"] >= 2
+    pool.restart()
+    third = run_check(*status(pool, "--state-file", state, "-c", "accepted_conn_rate=0", "-v"))
+    assert third.code == 0  # a threshold on a rate never fires without a rate
+    assert "accepted_conn_rate" not in third.perfdata
+    assert "note: no rates: the pool restarted since the last run" in third.stdout
+    fourth = run_check(*status(pool, "--state-file", state))
+    assert "accepted_conn_rate" in fourth.perfdata
+
+
+def test_default_state_file_is_per_user_and_keyed(pool: FpmPool, state_home: Path) -> None:
+    run_check(*status(pool))
+    run_check(*status(pool, via="unix"))
+    names = sorted(path.name for path in (state_home / "check_fastcgi").iterdir())
+    assert f"status-127.0.0.1:{pool.port}-status-stat.json" in names
+    assert any(name.endswith("-status-stat-unix.json") and "fpm.sock" in name for name in names)
+
+
+def test_unwritable_state_file_costs_the_rates_not_the_check(pool: FpmPool) -> None:
+    outcome = run_check(*status(pool, "--state-file", "/proc/no/such/dir/state.json", "-v"))
+    assert outcome.code == 0
+    assert "accepted_conn_rate" not in outcome.perfdata
+    assert "note: no rates: state file /proc/no/such/dir/state.json: " in outcome.stdout
+
+
+def test_listen_queue_threshold_over_unix_socket_is_pointed_out(pool: FpmPool) -> None:
+    outcome = run_check(*status(pool, "-w", "listen_queue=5", via="unix"))
+    assert outcome.code == 0
+    assert outcome.summary.endswith("(listen queue figures read 0 over a Unix socket)")
+    tcp = run_check(*status(pool, "-w", "listen_queue=5"))
+    assert "Unix socket" not in tcp.first_line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-w", "bogus=1"], "unknown metric 'bogus'; valid: active_processes, idle_processes"),
+        (["-c", "active_processes"], "is not METRIC=RANGE"),
+        (["-c", "active_processes=20:10"], "'20:10' is not a Nagios range"),
+        (["-c", "longest_request=5"], "a threshold on longest_request needs --full"),
+        (["--max-children", "0"], "--max-children must be at least 1"),
+    ],
+)
+def test_threshold_usage_errors(args: list, message: str) -> None:
+    outcome = run_check("status", *args)
+    assert_plugin_output(outcome)
+    assert outcome.code == 3
+    assert message in outcome.first_line
+
+
+def test_range_syntax_variants(pool: FpmPool) -> None:
+    # total_processes is 3 in this pool.
+    assert run_check(*status(pool, "-c", "total_processes=3")).code == 0
+    assert run_check(*status(pool, "-c", "total_processes=4:")).code == 2
+    assert run_check(*status(pool, "-c", "total_processes=~:2")).code == 2
+    assert run_check(*status(pool, "-c", "total_processes=@2:3")).code == 2
+    assert run_check(*status(pool, "-c", "total_processes=@4:5")).code == 0
