@@ -113,13 +113,14 @@ def _common_options() -> argparse.ArgumentParser:
 
 
 def _perfdata_epilog(modules: Dict[str, ModuleType]) -> str:
-    lines = []
+    sections = []
     for mode, module in modules.items():
-        lines.append(f"perfdata labels of {mode}:")
+        lines = [f"perfdata labels of {mode}:"]
         for label, uom, text in module.PERFDATA:
             unit = f" ({uom})" if uom else ""
-            lines.append(f"  {label:<22}{text}{unit}")
-    return "\n".join(lines)
+            lines.append(f"  {label:<26} {text}{unit}")
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections)
 
 
 def build_parser(modes: Sequence[str]) -> argparse.ArgumentParser:

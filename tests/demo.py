@@ -6,6 +6,7 @@ its exit code; stops the pool afterwards, whatever happened.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -20,10 +21,18 @@ CHECK = str(Path(sys.executable).parent / "check_fastcgi")
 
 def commands(pool: FpmPool) -> List[List[str]]:
     tcp = ["-H", "127.0.0.1", "-p", str(pool.port)]
+    ipv6 = ["-H", "::1", "-p", str(pool.port6)]
+    unix = ["-s", str(pool.socket_path)]
+    health = ["--path", "/health.php", "--script-filename", pool.script("health.php")]
     return [
         ["handshake", *tcp],
-        ["handshake", "-H", "::1", "-p", str(pool.port6), "-w", "0.5", "-c", "1"],
-        ["handshake", "-s", str(pool.socket_path), "-v"],
+        ["handshake", *ipv6, "-w", "0.5", "-c", "1"],
+        ["ping", *tcp],
+        ["ping", *unix, "-w", "0.5", "-c", "2"],
+        ["ping", *tcp, *health, "--query", "from=demo", "-e", "healthy"],
+        ["status", *tcp],
+        ["status", *tcp, "-w", "active_percent=80", "-c", "listen_queue=10"],
+        ["status", *ipv6, "--full", "-c", "longest_request=30", "-v"],
     ]
 
 
@@ -31,9 +40,11 @@ def main() -> int:
     worst = 0
     with tempfile.TemporaryDirectory(prefix="check_fastcgi-demo-") as workdir, FpmPool(Path(workdir)) as pool:
         print(f"php-fpm pool up: 127.0.0.1:{pool.port}, [::1]:{pool.port6}, {pool.socket_path}\n")
+        # Rates keep their state here, not in the caller's home.
+        env = {**os.environ, "XDG_STATE_HOME": workdir}
         for args in commands(pool):
             print("$ check_fastcgi " + " ".join(shlex.quote(a) for a in args))
-            done = subprocess.run([CHECK, *args], capture_output=True, text=True, check=False)
+            done = subprocess.run([CHECK, *args], capture_output=True, text=True, check=False, env=env)
             print(done.stdout + done.stderr, end="")
             print(f"(exit {done.returncode})\n")
             worst = max(worst, done.returncode)

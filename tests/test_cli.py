@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import assert_plugin_output, run_check
@@ -33,14 +35,57 @@ def test_argument_errors_exit_3_on_stdout(args: list, message: str) -> None:
     assert message in outcome.first_line
 
 
-@pytest.mark.parametrize("args", [["-h"], ["--help"], ["handshake", "-h"]])
-def test_help_on_stdout_exit_3(args: list) -> None:
+LABELS = {
+    "handshake": ["time", "max_conns", "max_reqs", "mpxs_conns"],
+    "ping": ["time", "size"],
+    "status": [
+        "time",
+        "active_processes",
+        "idle_processes",
+        "total_processes",
+        "active_percent",
+        "listen_queue",
+        "max_listen_queue",
+        "listen_queue_len",
+        "max_active_processes",
+        "accepted_conn",
+        "max_children_reached",
+        "slow_requests",
+        "accepted_conn_rate",
+        "max_children_reached_rate",
+        "slow_requests_rate",
+        "start_since",
+        "longest_request",
+        "memory_peak",
+    ],
+}
+
+
+@pytest.mark.parametrize("args", [["-h"], ["--help"]])
+def test_top_level_help_lists_every_mode_and_label(args: list) -> None:
     outcome = run_check(*args)
     assert outcome.code == 3
     assert outcome.stderr == ""
     assert outcome.stdout.startswith("usage: check_fastcgi")
-    for label in ("time", "max_conns", "max_reqs", "mpxs_conns"):
+    for mode, labels in LABELS.items():
+        section = outcome.stdout.split(f"perfdata labels of {mode}:\n", 1)[1].split("\n\n")[0]
+        assert [line.split()[0] for line in section.splitlines()] == labels
+
+
+@pytest.mark.parametrize("mode", sorted(LABELS))
+def test_mode_help_lists_its_labels(mode: str) -> None:
+    outcome = run_check(mode, "--help")
+    assert outcome.code == 3
+    assert outcome.stdout.startswith(f"usage: check_fastcgi {mode}")
+    for label in LABELS[mode]:
         assert f"\n  {label} " in outcome.stdout
+
+
+def test_readme_documents_every_label() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for labels in LABELS.values():
+        for label in labels:
+            assert f"`{label}`" in readme, label
 
 
 @pytest.mark.parametrize("args", [["-V"], ["--version"], ["handshake", "-V"]])

@@ -191,3 +191,31 @@ def test_range_syntax_variants(pool: FpmPool) -> None:
     assert run_check(*status(pool, "-c", "total_processes=~:2")).code == 2
     assert run_check(*status(pool, "-c", "total_processes=@2:3")).code == 2
     assert run_check(*status(pool, "-c", "total_processes=@4:5")).code == 0
+
+
+def test_max_children_reached_rate_pages_once_the_pool_ran_out(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """The cookbook recipe, against an ondemand pool of two workers (with one,
+    FPM counts max_children_reached even for back-to-back requests)."""
+    settings = {"pm": "ondemand", "pm.max_children": "2", "pm.process_idle_timeout": "30s"}
+    with FpmPool(tmp_path_factory.mktemp("ondemand"), pool_settings=settings) as small:
+        args = [
+            "status",
+            *small.targets()["tcp"],
+            "--state-file",
+            str(tmp_path / "s"),
+            "-c",
+            "max_children_reached_rate=0",
+        ]
+        assert run_check(*args).code == 0  # baseline sample
+        assert run_check(*args).code == 0  # a rate of 0: nothing reached
+        with SlowRequest(small, ms=1500), SlowRequest(small, ms=1500):
+            # A third request while both workers are busy: FPM wants to
+            # fork another and counts max_children_reached instead.
+            waiting = run_check("ping", *small.targets()["tcp"], "-t", "5")
+        assert waiting.code == 0
+        paged = run_check(*args)
+    assert paged.code == 2, paged
+    assert paged.summary.startswith("FASTCGI CRITICAL - pool www: max_children_reached_rate is ")
+    assert "(outside range 0:0)" in paged.summary
