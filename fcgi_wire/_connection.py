@@ -103,7 +103,13 @@ class Connection:
         if isinstance(event, GetValues):
             self._values_pending += 1
             content = encode_pairs((name, b"") for name in event.names)
-            return encode_record(RecordType.GET_VALUES, NULL_REQUEST_ID, content)
+            # Never zero padding: libfcgi (fcgiwrap, cgi-fcgi apps) checks for
+            # an empty read buffer before it checks for the end of a record,
+            # so a management record that ends exactly where its read() ended
+            # leaves it blocked in the next read() instead of answering. Any
+            # byte after the content, its own padding included, avoids that.
+            padding = -len(content) % 8 or 8
+            return encode_record(RecordType.GET_VALUES, NULL_REQUEST_ID, content, padding=padding)
         if isinstance(event, BeginRequest):
             if self._request_sent:
                 raise LocalProtocolError("one request per connection: a request was already begun")

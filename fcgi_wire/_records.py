@@ -24,8 +24,11 @@ def _check_request_id(request_id: int) -> None:
         raise LocalProtocolError(f"request id {request_id} does not fit in 16 bits")
 
 
-def encode_record(record_type: int, request_id: int, content: bytes = b"") -> bytes:
-    """One record, padded to a multiple of 8 bytes as the spec recommends."""
+def encode_record(
+    record_type: int, request_id: int, content: bytes = b"", *, padding: Optional[int] = None
+) -> bytes:
+    """One record, padded to a multiple of 8 bytes as the spec recommends,
+    or with exactly ``padding`` bytes (0..255) when given."""
     _check_request_id(request_id)
     if not 0 <= record_type <= 0xFF:
         raise LocalProtocolError(f"record type {record_type} does not fit in 8 bits")
@@ -33,7 +36,10 @@ def encode_record(record_type: int, request_id: int, content: bytes = b"") -> by
         raise LocalProtocolError(
             f"record content of {len(content)} bytes exceeds {MAX_CONTENT}; use encode_stream"
         )
-    padding = -len(content) % 8
+    if padding is None:
+        padding = -len(content) % 8
+    elif not 0 <= padding <= 0xFF:
+        raise LocalProtocolError(f"padding of {padding} bytes does not fit in 8 bits")
     return HEADER.pack(VERSION, record_type, request_id, len(content), padding) + content + bytes(padding)
 
 

@@ -263,6 +263,24 @@ def test_get_values_exchange() -> None:
     assert conn.done
 
 
+@pytest.mark.parametrize("names", [fcgi_wire.MANAGEMENT_NAMES, ("FCGI_MPXS_CONNS",), ("X" * 6,), ()])
+def test_get_values_is_never_sent_without_padding(names: tuple) -> None:
+    """libfcgi blocks before answering a management record that ends exactly
+    where its read() ended; our own padding keeps it from doing so."""
+    wire = Connection().send(GetValues(names))
+    length, padding = struct.unpack("!HB", wire[4:7])
+    assert padding >= 1
+    assert (length + padding) % 8 == 0
+    assert len(wire) == 8 + length + padding
+
+
+def test_explicit_padding() -> None:
+    wire = fcgi_wire.encode_record(RecordType.STDOUT, 1, b"x", padding=0)
+    assert wire == header(6, 1, 1, 0) + b"x"
+    with pytest.raises(fcgi_wire.LocalProtocolError):
+        fcgi_wire.encode_record(RecordType.STDOUT, 1, b"x", padding=256)
+
+
 def test_unknown_type_answer() -> None:
     conn = Connection()
     conn.send(GetValues())
