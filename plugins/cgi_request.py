@@ -30,6 +30,9 @@ def build_params(
     REQUEST_METHOD present, or it answers nothing at all."""
     params = {
         "GATEWAY_INTERFACE": "CGI/1.1",
+        # RFC 3875 requires these; WSGI servers (flup) complain without them.
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
         "SERVER_PROTOCOL": "HTTP/1.1",
         "SERVER_SOFTWARE": f"check_fastcgi/{__version__}",
         "HTTP_USER_AGENT": f"check_fastcgi/{__version__}",
