@@ -39,7 +39,9 @@ _RAW_FIELDS = [
     re.compile(r'("user":")(.*?)(","script":")', re.S),
     re.compile(r'("script":")(.*?)(","last request cpu":)', re.S),
 ]
-_TOP_LEVEL_NUMBER = re.compile(r'"([a-z ]+)":(\d+)')
+# At most 19 digits: a longer "number" is no FPM figure, and int() of a
+# huge one is slow or refused (Python's digit limit).
+_TOP_LEVEL_NUMBER = re.compile(r'"([a-z ]+)":(\d{1,19})(?![\d.eE])')
 _TOP_LEVEL_STRING = re.compile(r'"(pool|process manager)":"([^"]*)"')
 
 
@@ -68,26 +70,30 @@ class PoolStatus:
 
 def _escape_raw(match: re.Match[str]) -> str:
     raw = match.group(2)
-    try:
-        json.loads(f'"{raw}"', strict=False)
-        fixed = raw  # already valid: FPM escapes the query part itself
-    except ValueError:
-        fixed = json.dumps(raw)[1:-1]
+    # Already valid when FPM escaped it itself (the query part is escaped).
+    fixed = raw if _parse(f'"{raw}"') is not None else json.dumps(raw)[1:-1]
     return match.group(1) + fixed + match.group(3)
 
 
-def _load(text: str, repairs: List[str]) -> Any:
-    # strict=False lets raw control characters (a newline in a URI) through.
+def _parse(text: str) -> Any:
+    """json.loads, or None. strict=False lets raw control characters (a
+    newline in a URI) through; deep nesting raises RecursionError, and a
+    number past Python's digit limit a ValueError: neither is a page."""
     try:
         return json.loads(text, strict=False)
-    except ValueError:
-        pass
+    except (ValueError, RecursionError):
+        return None
+
+
+def _load(text: str, repairs: List[str]) -> Any:
+    document = _parse(text)
+    if document is not None:
+        return document
     repaired = text
     for pattern in _RAW_FIELDS:
         repaired = pattern.sub(_escape_raw, repaired)
-    try:
-        document = json.loads(repaired, strict=False)
-    except ValueError:
+    document = _parse(repaired)
+    if document is None:
         return None
     repairs.append("escaped characters FPM printed raw in request uri/user/script")
     return document

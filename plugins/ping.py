@@ -121,6 +121,11 @@ def body_text(body: bytes) -> str:
     return body.decode("utf-8", errors="replace")
 
 
+def status_text(response: fcgi_wire.Response) -> str:
+    """'404 Not Found'; the reason phrase is the server's text, so escaped."""
+    return f"{response.status} {printable(response.reason, 40)}".strip()
+
+
 class Ping(nagiosplugin.Resource):
     def __init__(self, target: Target, args: argparse.Namespace) -> None:
         self.target = target
@@ -167,7 +172,7 @@ class ResponseContext(nagiosplugin.Context):
         response: fcgi_wire.Response = metric.value
         got = f"got {quoted(body_text(response.body))}" if response.body else "empty body"
         if response.status not in self.args.expect_status:
-            status = f"{response.status} {response.reason}".strip()
+            status = status_text(response)
             hint = self._status_hint(response)
             text = f"HTTP {status}, expected {self.args.expect_status}{hint}: {got}"
             return nagiosplugin.Result(Critical, text, metric)
@@ -201,7 +206,7 @@ class PingSummary(FastCGISummary):
     def ok(self, results: nagiosplugin.Results) -> str:
         response = self.resource.response
         assert response is not None
-        status = f"{response.status} {response.reason}".strip()
+        status = status_text(response)
         shown = f": {quoted(body_text(response.body), 30)}" if response.body else ""
         return f"{self._where()} answered {status} in {human_seconds(response.elapsed)}{shown}"
 
@@ -216,7 +221,7 @@ class PingSummary(FastCGISummary):
         response = self.resource.response
         if response is None:
             return lines
-        lines.append(f"status: {response.status} {response.reason}".rstrip())
+        lines.append(f"status: {status_text(response)}")
         lines.extend(
             f"header: {printable(name)}: {printable(value, 100)}" for name, value in response.headers
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ class Outcome:
     stdout: str
     stderr: str
     elapsed: float
+    peak_rss_kib: int = 0
 
     @property
     def first_line(self) -> str:
@@ -46,26 +48,40 @@ class Outcome:
 STATE_HOME = {"path": ""}
 
 
+#: GNU time, a small C parent: what it reports is the plugin's own peak RSS.
+#: (os.wait4 from pytest would not do: Linux carries the RSS of the forked
+#: pytest image over the exec into ru_maxrss.)
+GNU_TIME = "/usr/bin/time"
+
+
 def run_check(
     *args: str, prefix: Sequence[str] = (), limit: float = 30, env: Optional[Dict[str, str]] = None
 ) -> Outcome:
     """Run the installed console script as an engine would: no stdin, a
-    clean environment, stdout and stderr kept apart."""
-    started = time.monotonic()
-    proc = subprocess.run(
-        [*prefix, CHECK, *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=limit,
-        env=env
-        or {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LC_ALL": "C.UTF-8",
-            "XDG_STATE_HOME": STATE_HOME["path"] or "/nonexistent",
-        },
-    )
-    return Outcome(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+    clean environment, stdout and stderr kept apart, peak memory measured
+    from outside."""
+    env = env or {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LC_ALL": "C.UTF-8",
+        "XDG_STATE_HOME": STATE_HOME["path"] or "/nonexistent",
+        # Any socket or file the plugin forgets to close fails the run.
+        "PYTHONWARNINGS": "error::ResourceWarning",
+        "PYTHONDEVMODE": "1",
+    }
+    with tempfile.NamedTemporaryFile("r") as usage:
+        measure = [GNU_TIME, "-f", "%M", "-o", usage.name]
+        started = time.monotonic()
+        proc = subprocess.run(
+            [*prefix, *measure, CHECK, *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=limit,
+            env=env,
+        )
+        elapsed = time.monotonic() - started
+        lines = usage.read().split()
+    return Outcome(proc.returncode, proc.stdout, proc.stderr, elapsed, int(lines[-1]) if lines else 0)
 
 
 def assert_plugin_output(outcome: Outcome) -> None:
