@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Debian package:command pairs the suite needs.
 SYSTEM_PACKAGES := 'php-fpm:php-fpm[0-9]*' fcgiwrap:fcgiwrap spawn-fcgi:spawn-fcgi php-cgi:php-cgi time:time
 
-.PHONY: all demo test lint format system-packages venv clean bench
+.PHONY: all demo test lint format system-packages venv clean bench fuzz
 
 all: test
 
@@ -44,6 +44,13 @@ test: system-packages lint
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# A longer property-based campaign on the codec and the status parser
+# (not part of `make test`): FUZZ_EXAMPLES examples per property.
+FUZZ_EXAMPLES ?= 20000
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:randomly \
+		tests/test_codec_properties.py --durations=0
 
 # Wall time of real checks against a throwaway pool (not part of `make test`).
 bench: system-packages venv

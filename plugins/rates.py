@@ -14,6 +14,11 @@ import nagiosplugin
 
 COUNTERS = ("accepted_conn", "max_children_reached", "slow_requests")
 
+#: Samples closer than this are not compared: one request in a millisecond
+#: is "1000 req/s", true for that instant and useless to an operator. Such
+#: runs (concurrent ones, mostly) leave the older sample as the reference.
+MIN_INTERVAL = 1.0
+
 
 def default_state_dir() -> Path:
     """$XDG_STATE_HOME/check_fastcgi, else ~/.local/state/check_fastcgi when
@@ -42,17 +47,30 @@ def state_file_name(target: str, path: str, pool: str) -> str:
 
 
 def _swap(state_file: Path, sample: Dict[str, Any]) -> Tuple[Any, Optional[str]]:
-    """Store ``sample``; return the one it replaces, or why that failed."""
+    """Store ``sample`` unless a newer one is there; return the one it
+    replaces, or why there is nothing to compare with."""
     try:
         state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not _trusted(state_file.parent):
             return None, f"no rates: state directory {state_file.parent} belongs to another user"
+        # Create it ourselves (no truncation, no symlink followed): Cookie
+        # would open a missing file with "w+", which truncates what a
+        # concurrent run may just have written.
+        os.close(os.open(state_file, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
         # Not `with Cookie(...)`: its __enter__ leaves the file open when the
         # content is corrupt (it truncates, then raises).
         cookie = nagiosplugin.Cookie(str(state_file))
         try:
-            cookie.open()
+            cookie.open()  # flock: concurrent runs take turns from here
             previous = cookie.get("sample")
+            age = _age(previous, sample)
+            if age is not None and age < 0:
+                return None, "no rates: the stored sample is newer (a concurrent run, or the clock went back)"
+            if age is not None and age < MIN_INTERVAL:
+                return (
+                    None,
+                    f"no rates: the stored sample is under {MIN_INTERVAL:g} s old (a concurrent run?)",
+                )
             cookie["sample"] = sample
             cookie.commit()
         finally:
@@ -61,6 +79,14 @@ def _swap(state_file: Path, sample: Dict[str, Any]) -> Tuple[Any, Optional[str]]
         reason = getattr(exc, "strerror", None) or str(exc)
         return None, f"no rates: state file {state_file}: {reason}"
     return previous, None if isinstance(previous, dict) else "no rates yet: first run"
+
+
+def _age(previous: Any, sample: Dict[str, Any]) -> Optional[float]:
+    """Seconds from the stored sample to this one; None when unreadable."""
+    try:
+        return float(sample["time"]) - float(previous["time"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _since(previous: Dict[str, Any], sample: Dict[str, Any]) -> Tuple[Dict[str, float], Optional[str]]:
@@ -79,15 +105,17 @@ def _since(previous: Dict[str, Any], sample: Dict[str, Any]) -> Tuple[Dict[str, 
 
 
 def rates(
-    state_file: Path, start_time: int, counters: Dict[str, int], now: float
+    state_file: Path, start_time: int, counters: Dict[str, int], fetched_at: float
 ) -> Tuple[Dict[str, float], Optional[str]]:
     """The rates since the previous sample, and why there are none when so.
 
-    No rate on the first run, after a restart (other start time, or a counter
-    went down) or when the clock went backwards: no alert then, never a
-    wrong one.
+    ``fetched_at`` is when the page was read (time.time()), so two runs that
+    overlap compare the moments their figures are from. No rate on the
+    first run, after a restart (other start time, or a counter went down),
+    when the clock went backwards, or when a concurrent run already stored a
+    newer sample: no alert then, never a wrong one.
     """
-    sample = {"start_time": start_time, "time": now, "counters": counters}
+    sample = {"start_time": start_time, "time": fetched_at, "counters": counters}
     previous, why_not = _swap(state_file, sample)
     if why_not:
         return {}, why_not

@@ -47,11 +47,24 @@ def run(args: argparse.Namespace, target: Target) -> NoReturn:
     raise AssertionError("unreachable: Check.main exits")  # pragma: no cover
 
 
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT: unwinds the stack, so every socket gets closed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def guarded(function: Callable[[List[str]], NoReturn], argv: List[str]) -> NoReturn:
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         function(argv)
-    except KeyboardInterrupt:
-        print("FASTCGI UNKNOWN - interrupted")
+    except Interrupted as stop:
+        print(f"FASTCGI UNKNOWN - interrupted by {stop}")
         sys.exit(3)
     except Exception as exc:
         print(f"FASTCGI UNKNOWN - internal error: {type(exc).__name__}: {exc}")

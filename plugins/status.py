@@ -125,6 +125,7 @@ class FpmStatus(nagiosplugin.Resource):
         self.longest: Optional[Process] = None
         self.notes: List[str] = []
         self.elapsed = 0.0
+        self.fetched_at = 0.0
 
     @property
     def name(self) -> str:
@@ -137,6 +138,7 @@ class FpmStatus(nagiosplugin.Resource):
             yield failure_metric(exc)
             return
         self.elapsed = response.elapsed
+        self.fetched_at = time.time()
         where = f"{self.target} {self.args.path}"
         if response.status in (403, 404):
             yield problem_metric(
@@ -197,7 +199,7 @@ class FpmStatus(nagiosplugin.Resource):
         else:
             path = default_state_dir() / state_file_name(str(self.target), self.args.path, status.pool)
         counters = {name: status.figures[name] for name in COUNTERS if name in status.figures}
-        found, why_not = rates(path, status.start_time, counters, time.time())
+        found, why_not = rates(path, status.start_time, counters, self.fetched_at)
         if why_not:
             self.notes.append(why_not)
         for name, value in found.items():

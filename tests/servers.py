@@ -56,6 +56,12 @@ class ScriptedServer:
         self.listener.listen(0 if not accept else 16)
 
     @property
+    def accepted(self) -> int:
+        """Connections accepted so far."""
+        with self._lock:
+            return len(self._conns)
+
+    @property
     def args(self) -> List[str]:
         """check_fastcgi target options pointing here."""
         if self.family == "unix":

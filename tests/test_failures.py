@@ -185,3 +185,37 @@ def test_unresolvable_name_is_unknown() -> None:
     assert_plugin_output(outcome)
     assert outcome.code == 3
     assert outcome.first_line.startswith("FASTCGI UNKNOWN - cannot resolve 'no-such-host.invalid': ")
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("mode", ["handshake", "ping", "status"])
+def test_a_signal_ends_the_check_at_once_with_one_line(signame: str, mode: str) -> None:
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from tests.conftest import CHECK  # noqa: PLC0415
+    from tests.fpm import wait_until  # noqa: PLC0415
+
+    with servers.ScriptedServer(servers.silent) as server:
+        env = {
+            "PATH": os.environ["PATH"],
+            "PYTHONWARNINGS": "error::ResourceWarning",
+            "XDG_STATE_HOME": "/nonexistent",
+        }
+        proc = subprocess.Popen(
+            [CHECK, mode, *server.args, "-t", "20"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        wait_until(lambda: server.accepted >= 1, 10, "the plugin's connection")
+        sent = time.monotonic()
+        proc.send_signal(getattr(signal, signame))
+        out, err = proc.communicate(timeout=5)
+        took = time.monotonic() - sent
+    assert proc.returncode == 3
+    assert out == f"FASTCGI UNKNOWN - interrupted by {signame}\n"
+    assert err == ""
+    assert took < 1.0

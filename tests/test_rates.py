@@ -26,8 +26,19 @@ def test_first_then_rate(tmp_path: Path) -> None:
     [
         (1800, COUNTERS, 1010.0, "no rates: the pool restarted since the last run"),
         (1700, {**COUNTERS, "accepted_conn": 3}, 1010.0, "no rates: the pool restarted since the last run"),
-        (1700, COUNTERS, 999.0, "no rates: the clock did not advance"),
-        (1700, COUNTERS, 1000.0, "no rates: the clock did not advance"),
+        (
+            1700,
+            COUNTERS,
+            999.0,
+            "no rates: the stored sample is newer (a concurrent run, or the clock went back)",
+        ),
+        (1700, COUNTERS, 1000.0, "no rates: the stored sample is under 1 s old (a concurrent run?)"),
+        (
+            1700,
+            {**COUNTERS, "accepted_conn": 101},
+            1000.001,
+            "no rates: the stored sample is under 1 s old (a concurrent run?)",
+        ),
     ],
 )
 def test_no_rate_rather_than_a_wrong_one(
@@ -68,3 +79,44 @@ def test_default_state_dir_prefers_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert default_state_dir() == tmp_path / ".local" / "state" / "check_fastcgi"
     monkeypatch.setenv("HOME", "/")
     assert default_state_dir() == Path(f"/var/tmp/check_fastcgi-{os.getuid()}")
+
+
+def test_samples_too_close_keep_the_older_reference(tmp_path: Path) -> None:
+    state = tmp_path / "s.json"
+    rates(state, 1700, COUNTERS, 1000.0)
+    assert rates(state, 1700, {**COUNTERS, "accepted_conn": 101}, 1000.5)[0] == {}
+    found, why = rates(state, 1700, {**COUNTERS, "accepted_conn": 112}, 1002.0)
+    assert why is None
+    assert found["accepted_conn_rate"] == 6.0  # (112 - 100) / 2 s: against the sample from 1000.0
+
+
+def test_an_older_sample_never_replaces_a_newer_one(tmp_path: Path) -> None:
+    """Two runs overlap: the one whose figures are older finishes last."""
+    state = tmp_path / "s.json"
+    rates(state, 1700, COUNTERS, 1000.0)
+    newer = {**COUNTERS, "accepted_conn": 120}
+    assert rates(state, 1700, newer, 1010.0)[1] is None
+    older = {**COUNTERS, "accepted_conn": 110}
+    assert rates(state, 1700, older, 1005.0) == (
+        {},
+        "no rates: the stored sample is newer (a concurrent run, or the clock went back)",
+    )
+    # The newer sample is still the reference.
+    found, _ = rates(state, 1700, {**COUNTERS, "accepted_conn": 140}, 1020.0)
+    assert found["accepted_conn_rate"] == 2.0
+
+
+def test_state_file_is_private(tmp_path: Path) -> None:
+    state = tmp_path / "s.json"
+    rates(state, 1700, COUNTERS, 1000.0)
+    assert oct(state.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_symlinked_state_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("precious")
+    state = tmp_path / "s.json"
+    state.symlink_to(target)
+    found, why = rates(state, 1700, COUNTERS, 1000.0)
+    assert found == {} and why is not None and why.startswith(f"no rates: state file {state}: ")
+    assert target.read_text() == "precious"

@@ -36,6 +36,14 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FpmPool]:
         yield started
 
 
+def age_state(path: str, seconds: float) -> None:
+    """Make the stored sample older, as the next scheduled run would find it
+    (rates are not computed between samples under a second apart)."""
+    state = json.loads(Path(path).read_text())
+    state["sample"]["time"] -= seconds
+    Path(path).write_text(json.dumps(state))
+
+
 def status(pool: FpmPool, *args: str, via: str = "tcp") -> list:
     return ["status", *pool.targets()[via], *args]
 
@@ -127,6 +135,7 @@ def test_rates_first_run_second_run_and_after_restart(pool: FpmPool, tmp_path: P
     first = run_check(*status(pool, "--state-file", state, "-v"))
     assert "accepted_conn_rate" not in first.perfdata
     assert "note: no rates yet: first run" in first.stdout
+    age_state(state, 60)
     second = run_check(*status(pool, "--state-file", state, "-c", "accepted_conn_rate=~:100000"))
     assert second.code == 0
     for counter in ("accepted_conn", "max_children_reached", "slow_requests"):
@@ -136,10 +145,12 @@ def test_rates_first_run_second_run_and_after_restart(pool: FpmPool, tmp_path: P
     saved = json.loads(Path(state).read_text())
     assert saved["sample"]["counters"]["accepted_conn"] >= 2
     pool.restart()
+    age_state(state, 60)
     third = run_check(*status(pool, "--state-file", state, "-c", "accepted_conn_rate=0", "-v"))
     assert third.code == 0  # a threshold on a rate never fires without a rate
     assert "accepted_conn_rate" not in third.perfdata
     assert "note: no rates: the pool restarted since the last run" in third.stdout
+    age_state(state, 60)
     fourth = run_check(*status(pool, "--state-file", state))
     assert "accepted_conn_rate" in fourth.perfdata
 
@@ -209,7 +220,9 @@ def test_max_children_reached_rate_pages_once_the_pool_ran_out(
             "max_children_reached_rate=0",
         ]
         assert run_check(*args).code == 0  # baseline sample
-        assert run_check(*args).code == 0  # a rate of 0: nothing reached
+        age_state(str(tmp_path / "s"), 60)
+        calm = run_check(*args)
+        assert calm.code == 0 and calm.perfdata["max_children_reached_rate"].startswith("0.0;")
         with SlowRequest(small, ms=1500), SlowRequest(small, ms=1500):
             # A third request while both workers are busy: FPM wants to
             # fork another and counts max_children_reached instead.
@@ -219,3 +232,27 @@ def test_max_children_reached_rate_pages_once_the_pool_ran_out(
     assert paged.code == 2, paged
     assert paged.summary.startswith("FASTCGI CRITICAL - pool www: max_children_reached_rate is ")
     assert "(outside range 0:0)" in paged.summary
+
+
+def test_concurrent_runs_share_a_state_file_safely(pool: FpmPool, tmp_path: Path) -> None:
+    """Six runs of the same check at once, three rounds: every run is OK, the
+    state file stays valid and holds one of the runs' figures, and no rate
+    comes from samples a few milliseconds apart."""
+    import subprocess  # noqa: PLC0415
+
+    from tests.conftest import CHECK  # noqa: PLC0415
+
+    state = tmp_path / "shared.json"
+    command = [CHECK, *status(pool, "--state-file", str(state), "-v")]
+    accepted = set()
+    for _ in range(3):
+        runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(6)]
+        outputs = [run.communicate(timeout=20)[0] for run in runs]
+        assert all(run.returncode == 0 for run in runs), outputs
+        for output in outputs:
+            perf = dict(item.split("=", 1) for item in output.rsplit("| ", 1)[1].split())
+            accepted.add(int(perf["accepted_conn"].split("c")[0]))
+            assert "accepted_conn_rate" not in perf
+            assert re.search(r"note: no rates(: the stored sample is| yet: first run)", output), output
+        saved = json.loads(state.read_text())
+        assert saved["sample"]["counters"]["accepted_conn"] in accepted
