@@ -14,7 +14,7 @@ import time
 from types import ModuleType
 from typing import Dict, List, NoReturn, Optional, Sequence
 
-from . import __version__
+from . import __version__, report
 
 STARTED = time.monotonic()
 
@@ -35,7 +35,7 @@ class PluginArgumentParser(argparse.ArgumentParser):
     """argparse, but every message on stdout and every exit a plugin exit."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(UNKNOWN_EXIT, f"FASTCGI UNKNOWN - {self.prog}: {message} (see --help)\n")
+        report.end("UNKNOWN", f"{self.prog}: {message} (see --help)")
 
     def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
         # --help and --version exit 3 like every Monitoring Plugin.
@@ -107,6 +107,12 @@ def _common_options() -> argparse.ArgumentParser:
         help="stop reading a reply past N bytes (default 8 MiB)",
     )
     limits.add_argument("-v", "--verbose", action="count", default=0, help="more output; repeat up to -vvv")
+    limits.add_argument(
+        "--format",
+        choices=("nagios", "json"),
+        default="nagios",
+        help="nagios: status line and perfdata; json: one document with state and metrics, exit 0 (Zabbix)",
+    )
     limits.add_argument("-V", "--version", action="version", version=_version())
     limits.add_argument("-h", "--help", action="help", help="show this help")
     return common
@@ -188,4 +194,6 @@ def _run(argv: List[str]) -> NoReturn:
 def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
     from .runner import guarded  # noqa: PLC0415
 
-    guarded(_run, list(sys.argv[1:] if argv is None else argv))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    report.FORMAT = report.format_from_argv(arguments)
+    guarded(_run, arguments)

@@ -4,7 +4,6 @@ unexpected into one UNKNOWN line (a traceback only with -vvv)."""
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
@@ -13,6 +12,7 @@ from typing import Callable, List, NoReturn
 
 import nagiosplugin
 
+from . import report
 from .target import Target
 
 __all__ = ["guarded", "run"]
@@ -28,11 +28,10 @@ _STATES = {"warning": nagiosplugin.Warn, "critical": nagiosplugin.Critical, "unk
 
 
 def _arm_safety_net(target: Target, state: nagiosplugin.state.ServiceState) -> None:
-    line = f"FASTCGI {str(state).upper()} - check did not finish within {target.timeout:g}s (-t)\n".encode()
+    summary = f"check did not finish within {target.timeout:g}s (-t)"
 
     def expire(signum: int, frame: object) -> None:
-        os.write(sys.stdout.fileno(), line)
-        os._exit(int(state))
+        report.end_now(str(state).upper(), summary)
 
     signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, max(target.expires_at - time.monotonic(), 0) + _SAFETY_MARGIN)
@@ -42,6 +41,11 @@ def run(args: argparse.Namespace, target: Target) -> NoReturn:
     timeout_state = _STATES[args.timeout_state]
     check = args.module.build_check(args, target, timeout_state)
     _arm_safety_net(target, timeout_state)
+    if args.format == "json":
+        from . import json_output  # noqa: PLC0415 - only this format needs json
+
+        json_output.emit(check, args.mode, str(target))
+        sys.exit(0)
     # timeout=0: nagiosplugin's own alarm takes whole seconds only.
     check.main(verbose=args.verbose, timeout=0)
     raise AssertionError("unreachable: Check.main exits")  # pragma: no cover
@@ -64,11 +68,11 @@ def guarded(function: Callable[[List[str]], NoReturn], argv: List[str]) -> NoRet
     try:
         function(argv)
     except Interrupted as stop:
-        print(f"FASTCGI UNKNOWN - interrupted by {stop}")
-        sys.exit(3)
+        report.end("UNKNOWN", f"interrupted by {stop}")
     except Exception as exc:
-        print(f"FASTCGI UNKNOWN - internal error: {type(exc).__name__}: {exc}")
-        if VERBOSITY >= 3:
+        if VERBOSITY >= 3 and report.FORMAT != "json":
+            print(f"FASTCGI UNKNOWN - internal error: {type(exc).__name__}: {exc}")
             print(traceback.format_exc(), end="")
-        sys.exit(3)
+            sys.exit(3)
+        report.end("UNKNOWN", f"internal error: {type(exc).__name__}: {exc}")
     raise AssertionError("unreachable")  # pragma: no cover
