@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Debian package:command pairs the suite needs.
 SYSTEM_PACKAGES := 'php-fpm:php-fpm[0-9]*' fcgiwrap:fcgiwrap spawn-fcgi:spawn-fcgi php-cgi:php-cgi time:time
 
-.PHONY: all demo test lint format system-packages venv clean bench fuzz
+.PHONY: all demo test lint format system-packages venv clean bench fuzz zipapp
 
 all: test
 
@@ -51,6 +51,10 @@ FUZZ_EXAMPLES ?= 20000
 fuzz: venv
 	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:randomly \
 		tests/test_codec_properties.py --durations=0
+
+# One file to copy into a plugin directory: dist/check_fastcgi.pyz.
+zipapp: venv
+	$(BIN)/python tools/build-zipapp
 
 # Wall time of real checks against a throwaway pool (not part of `make test`).
 bench: system-packages venv
