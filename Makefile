@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian package:command pairs the suite needs.
-SYSTEM_PACKAGES := 'php-fpm:php-fpm[0-9]*' fcgiwrap:fcgiwrap spawn-fcgi:spawn-fcgi php-cgi:php-cgi time:time monit:monit icinga2-bin:icinga2 nagios4-core:nagios4
+SYSTEM_PACKAGES := 'php-fpm:php-fpm[0-9]*' fcgiwrap:fcgiwrap spawn-fcgi:spawn-fcgi php-cgi:php-cgi time:time monit:monit icinga2-bin:icinga2 nagios4-core:nagios4 zabbix-agent:zabbix_agentd
 
 .PHONY: all demo test lint format system-packages venv clean bench fuzz zipapp
 
