@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from types import ModuleType
@@ -196,4 +197,10 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
 
     arguments = list(sys.argv[1:] if argv is None else argv)
     report.FORMAT = report.format_from_argv(arguments)
-    guarded(_run, arguments)
+    try:
+        guarded(_run, arguments)
+    except BrokenPipeError:
+        # Whoever read our stdout is gone: nothing left to say, and the
+        # interpreter's final flush must not print a traceback either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(3)

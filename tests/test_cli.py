@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,49 @@ def test_version_on_stdout_exit_3(args: list) -> None:
 def test_fractional_timeout_is_accepted() -> None:
     outcome = run_check("handshake", "-p", "1", "-t", "2.5")
     assert outcome.code == 2  # refused, not a usage error
+
+
+def help_options(mode: str) -> set:
+    text = run_check(mode, "--help").stdout
+    return set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", text.split("perfdata labels")[0]))
+
+
+def readme_table_options() -> set:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `-")]
+    return {option for row in rows for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", row.split("|")[1])}
+
+
+def test_readme_option_tables_match_the_help() -> None:
+    """The README's option tables and --help cannot drift apart."""
+    documented = readme_table_options()
+    offered = set().union(*(help_options(mode) for mode in LABELS))
+    assert offered - documented == set(), "in --help, missing from README tables"
+    assert documented - offered == set(), "in README tables, unknown to --help"
+
+
+def test_icinga_command_covers_every_option() -> None:
+    conf = (Path(__file__).resolve().parent.parent / "contrib" / "icinga2" / "fastcgi.conf").read_text()
+    offered = set().union(*(help_options(mode) for mode in LABELS))
+    # Not for an engine: help, version, the output format, and -v (set as -v/-vv/-vvv).
+    expected = offered - {"--help", "--version", "--format", "--verbose"}
+    present = set(re.findall(r'"(--[a-z-]+)" = \{', conf))
+    assert expected - present == set()
+    assert present - offered == set()
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    import subprocess  # noqa: PLC0415
+
+    from tests.conftest import CHECK  # noqa: PLC0415
+
+    proc = subprocess.Popen(
+        [CHECK, "status", "-p", "1", "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the plugin writes a byte
+    err = proc.stderr.read()
+    proc.wait(timeout=10)
+    proc.stderr.close()
+    assert b"Traceback" not in err
+    assert err == b""

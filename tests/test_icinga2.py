@@ -109,7 +109,8 @@ def test_config_validates(setup: tuple) -> None:
 def perfdata_lines(workdir: Path) -> List[Dict[str, str]]:
     lines = []
     for path in (workdir / "perfdata").glob("service-perfdata*"):
-        for line in path.read_text(errors="replace").splitlines():
+        # Whatever follows the last newline is a line still being written.
+        for line in path.read_text(errors="replace").split("\n")[:-1]:
             lines.append(dict(field.split("::", 1) for field in line.split("\t") if "::" in field))
     return lines
 
@@ -124,8 +125,14 @@ def test_the_daemon_runs_the_checks(setup: tuple) -> None:
     try:
 
         def recorded(service: str) -> Dict[str, str]:
+            # The temp file may end in a line still being written: only
+            # complete lines (all four fields) count.
             for line in perfdata_lines(workdir):
-                if line.get("SERVICEDESC") == service:
+                if line.get("SERVICEDESC") == service and line.keys() >= {
+                    "SERVICESTATE",
+                    "SERVICEOUTPUT",
+                    "SERVICEPERFDATA",
+                }:
                     return line
             return {}
 
