@@ -122,30 +122,22 @@ def test_the_daemon_runs_the_checks(setup: tuple) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    seen: Dict[str, Dict[str, str]] = {}
+
+    def recorded() -> bool:
+        # The temp file may end in a line still being written: only complete
+        # lines count. Keep what was read: the daemon rotates the files away.
+        for line in perfdata_lines(workdir):
+            if line.keys() >= {"SERVICEDESC", "SERVICESTATE", "SERVICEOUTPUT", "SERVICEPERFDATA"}:
+                seen.setdefault(line["SERVICEDESC"], line)
+        return {"php-fpm-ping", "php-fpm-status"} <= seen.keys()
+
     try:
-
-        def recorded(service: str) -> Dict[str, str]:
-            # The temp file may end in a line still being written: only
-            # complete lines (all four fields) count.
-            for line in perfdata_lines(workdir):
-                if line.get("SERVICEDESC") == service and line.keys() >= {
-                    "SERVICESTATE",
-                    "SERVICEOUTPUT",
-                    "SERVICEPERFDATA",
-                }:
-                    return line
-            return {}
-
-        wait_until(
-            lambda: recorded("php-fpm-ping") and recorded("php-fpm-status"),
-            60,
-            "icinga2 perfdata",
-            interval=0.25,
-        )
+        wait_until(recorded, 60, "icinga2 perfdata", interval=0.25)
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
-    ping, status = recorded("php-fpm-ping"), recorded("php-fpm-status")
+    ping, status = seen["php-fpm-ping"], seen["php-fpm-status"]
     assert ping["SERVICESTATE"] == "OK", ping
     assert ping["SERVICEOUTPUT"].startswith(f"FASTCGI OK - {pool.socket_path} /fpm-ping answered 200 OK")
     assert "size=4B;;;0" in ping["SERVICEPERFDATA"] and "time=" in ping["SERVICEPERFDATA"]
