@@ -105,11 +105,11 @@ def _resolve(address: TcpAddress, deadline: _Deadline) -> AddrInfo:
             address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
         )
     except socket.gaierror:
-        infos = _resolve_in_thread(address, deadline.remaining("resolve", where), where)
+        infos = _resolve_in_thread(address, deadline, where)
     return [(family, sockaddr) for family, _, _, _, sockaddr in infos]
 
 
-def _resolve_in_thread(address: TcpAddress, wait: float, where: str) -> List[Any]:
+def _resolve_in_thread(address: TcpAddress, deadline: _Deadline, where: str) -> List[Any]:
     outcome: Dict[str, Any] = {}
 
     def lookup() -> None:
@@ -120,9 +120,9 @@ def _resolve_in_thread(address: TcpAddress, wait: float, where: str) -> List[Any
 
     worker = threading.Thread(target=lookup, name="fcgi_wire-resolve", daemon=True)
     worker.start()
-    worker.join(wait)
+    worker.join(deadline.remaining("resolve", where))
     if worker.is_alive():
-        raise Timeout("resolve", wait, address=where)
+        raise Timeout("resolve", deadline.timeout, address=where)
     if "error" in outcome:
         reason = getattr(outcome["error"], "strerror", None) or str(outcome["error"])
         raise NameResolutionError(f"cannot resolve {address.host!r}: {reason}", address=None)

@@ -12,34 +12,13 @@ from typing import Iterator
 
 import pytest
 
+from tests import test_cli
 from tests.engines import ROOT, for_test_pool
 from tests.fpm import FpmPool
 
 CONTRIB = ROOT / "contrib" / "zabbix"
-LABELS = {
-    "time",
-    "size",
-    "max_conns",
-    "max_reqs",
-    "mpxs_conns",
-    "active_processes",
-    "idle_processes",
-    "total_processes",
-    "active_percent",
-    "listen_queue",
-    "max_listen_queue",
-    "listen_queue_len",
-    "max_active_processes",
-    "accepted_conn",
-    "max_children_reached",
-    "slow_requests",
-    "accepted_conn_rate",
-    "max_children_reached_rate",
-    "slow_requests_rate",
-    "start_since",
-    "longest_request",
-    "memory_peak",
-}
+#: Every perfdata label of every mode: what a document can carry.
+LABELS = set().union(*test_cli.LABELS.values())
 
 
 @pytest.fixture(scope="module")
