@@ -162,10 +162,9 @@ class Ping(nagiosplugin.Resource):
 class ResponseContext(nagiosplugin.Context):
     """Status first, then the body: a 404 page need not also be told it lacks "pong"."""
 
-    def __init__(self, args: argparse.Namespace, target: Target) -> None:
+    def __init__(self, args: argparse.Namespace) -> None:
         super().__init__("response")
         self.args = args
-        self.target = target
         self.expect = expected_text(args)
 
     def evaluate(self, metric: nagiosplugin.Metric, resource: nagiosplugin.Resource) -> nagiosplugin.Result:
@@ -237,7 +236,7 @@ def build_check(
     resource = Ping(target, args)
     return nagiosplugin.Check(
         resource,
-        ResponseContext(args, target),
+        ResponseContext(args),
         nagiosplugin.ScalarContext(
             "time", args.warning, args.critical, fmt_metric="response time {valueunit}"
         ),

@@ -4,7 +4,6 @@ for. Only the standard library, so it works before anything else loads."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import NoReturn, Sequence
@@ -28,6 +27,8 @@ def format_from_argv(argv: Sequence[str]) -> str:
 def text(state: str, summary: str, output_format: str = "") -> str:
     """The whole output for a check that ends with no metrics."""
     if (output_format or FORMAT) == "json":
+        import json  # noqa: PLC0415 - only this format needs it
+
         document = {"state": state, "exit_code": EXIT_CODES[state], "summary": summary, "metrics": {}}
         return json.dumps(document) + "\n"
     return f"FASTCGI {state} - {summary}\n"
