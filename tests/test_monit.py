@@ -148,3 +148,29 @@ def test_monit_runs_the_examples_then_sees_the_pool_fail(monit: tuple) -> None:
     )
     # The restart recipe fires after three CRITICAL cycles.
     wait_until(restart_marker.exists, 30, "the restart recipe's exec", interval=0.25)
+
+
+def test_every_example_line_fits_monits_512_bytes(tmp_path: Path) -> None:
+    """monit keeps 512 bytes of a program's output. The examples' first
+    lines, perfdata included and with rates present, must fit."""
+    import json  # noqa: PLC0415
+    import shlex  # noqa: PLC0415
+
+    with FpmPool(tmp_path / "fpm", max_children=3) as pool:
+        env = {"PATH": "/usr/bin:/bin", "XDG_STATE_HOME": str(tmp_path / "state")}
+        for example in EXAMPLES:
+            found = re.search(r'with path "([^"]+)"', for_test_pool(example.read_text(), pool))
+            if not found:
+                continue  # the send/expect variant runs no program
+            command = shlex.split(found.group(1))
+            subprocess.run(command, capture_output=True, env=env, check=False)
+            for state in (tmp_path / "state").glob("*/*.json"):
+                sample = json.loads(state.read_text())
+                sample["sample"]["time"] -= 60  # as the next cycle would find it
+                state.write_text(json.dumps(sample))
+            output = subprocess.run(command, capture_output=True, text=True, env=env, check=False).stdout
+            first = output.splitlines()[0]
+            assert first.startswith("FASTCGI OK - "), (example.name, first)
+            assert len(output.encode()) <= 512, (example.name, len(output.encode()))
+            if "status" in command:
+                assert "accepted_conn_rate=" in first  # measured at its longest
