@@ -44,7 +44,7 @@ def document(check: nagiosplugin.Check, mode: str, target: str) -> Dict[str, Any
         "mode": mode,
         "target": target,
         "metrics": metrics,
-        "details": [line for line in check.verbose_str] if isinstance(check.verbose_str, list) else [],
+        "details": list(check.verbose_str or []),
         "perfdata": " ".join(check.perfdata),
     }
 

@@ -70,9 +70,9 @@ def guarded(function: Callable[[List[str]], NoReturn], argv: List[str]) -> NoRet
     except Interrupted as stop:
         report.end("UNKNOWN", f"interrupted by {stop}")
     except Exception as exc:
+        summary = f"internal error: {type(exc).__name__}: {exc}"
         if VERBOSITY >= 3 and report.FORMAT != "json":
-            print(f"FASTCGI UNKNOWN - internal error: {type(exc).__name__}: {exc}")
-            print(traceback.format_exc(), end="")
+            sys.stdout.write(report.text("UNKNOWN", summary) + traceback.format_exc())
             sys.exit(3)
-        report.end("UNKNOWN", f"internal error: {type(exc).__name__}: {exc}")
+        report.end("UNKNOWN", summary)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -124,7 +124,6 @@ class FpmStatus(nagiosplugin.Resource):
         self.status: Optional[PoolStatus] = None
         self.longest: Optional[Process] = None
         self.notes: List[str] = []
-        self.elapsed = 0.0
         self.fetched_at = 0.0
 
     @property
@@ -137,7 +136,6 @@ class FpmStatus(nagiosplugin.Resource):
         except fcgi_wire.FastCGIError as exc:
             yield failure_metric(exc)
             return
-        self.elapsed = response.elapsed
         self.fetched_at = time.time()
         where = f"{self.target} {self.args.path}"
         if response.status in (403, 404):
