@@ -1,16 +1,23 @@
 """Per-second rates of FPM's counters between two runs of the same check,
-kept in a small JSON state file (nagiosplugin.Cookie: flock'd, written only
-when the run gets through)."""
+kept in a small JSON state file (see statefile for how it is kept safe).
+
+What the file holds is never trusted: a sample that is not exactly what we
+write (whole numbers in range, a finite time that is not in the future) is
+treated as no sample at all, and replaced.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import pwd
 import re
+import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-import nagiosplugin
+from .statefile import StateFileError, open_state
 
 COUNTERS = ("accepted_conn", "max_children_reached", "slow_requests")
 
@@ -19,104 +26,117 @@ COUNTERS = ("accepted_conn", "max_children_reached", "slow_requests")
 #: runs (concurrent ones, mostly) leave the older sample as the reference.
 MIN_INTERVAL = 1.0
 
+#: A stored sample this far ahead of the wall clock was not written by a
+#: run that overlaps this one: the clock went back, or the file was forged.
+FUTURE_TOLERANCE = 5.0
+
+#: FPM's counters are unsigned 64-bit at most; anything larger is not one.
+_MAX_COUNTER = 2**64
+
 
 def default_state_dir() -> Path:
     """$XDG_STATE_HOME/check_fastcgi, else ~/.local/state/check_fastcgi when
     the home is writable, else a private directory in /var/tmp."""
-    if os.environ.get("XDG_STATE_HOME"):
-        return Path(os.environ["XDG_STATE_HOME"]) / "check_fastcgi"
-    home = os.environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    if xdg.startswith("/"):  # the XDG spec ignores relative paths
+        return Path(xdg) / "check_fastcgi"
+    home = os.environ.get("HOME") or _passwd_home()
     if home and home != "/" and os.access(home, os.W_OK):
         return Path(home) / ".local" / "state" / "check_fastcgi"
-    # Shared, so rates() refuses it unless we own it (see _trusted).
-    return Path("/var/tmp") / f"check_fastcgi-{os.getuid()}"  # noqa: S108
+    # /var/tmp is shared: the store refuses this directory unless it is ours.
+    return Path("/var/tmp") / f"check_fastcgi-{os.geteuid()}"  # noqa: S108
 
 
-def _trusted(directory: Path) -> bool:
-    """A directory someone else owns (a planted /var/tmp/check_fastcgi-UID)
-    could swap the state file under us: only ours or root's will do."""
-    owner = directory.stat().st_uid
-    return owner in (os.getuid(), 0)
-
-
-def state_file_name(target: str, path: str, pool: str) -> str:
-    def clean(text: str) -> str:
-        return re.sub(r"[^A-Za-z0-9.:-]+", "_", text).strip("_") or "_"
-
-    return f"status-{clean(target)}-{clean(path)}-{clean(pool)}.json"
-
-
-def _swap(state_file: Path, sample: Dict[str, Any]) -> Tuple[Any, Optional[str]]:
-    """Store ``sample`` unless a newer one is there; return the one it
-    replaces, or why there is nothing to compare with."""
+def _passwd_home() -> Optional[str]:
+    """The home from the password database; a uid without an entry (a
+    container's arbitrary uid) has none."""
     try:
-        state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not _trusted(state_file.parent):
-            return None, f"no rates: state directory {state_file.parent} belongs to another user"
-        # Create it ourselves (no truncation, no symlink followed): Cookie
-        # would open a missing file with "w+", which truncates what a
-        # concurrent run may just have written.
-        os.close(os.open(state_file, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
-        # Not `with Cookie(...)`: its __enter__ leaves the file open when the
-        # content is corrupt (it truncates, then raises).
-        cookie = nagiosplugin.Cookie(str(state_file))
-        try:
-            cookie.open()  # flock: concurrent runs take turns from here
-            previous = cookie.get("sample")
-            age = _age(previous, sample)
-            if age is not None and age < 0:
-                return None, "no rates: the stored sample is newer (a concurrent run, or the clock went back)"
-            if age is not None and age < MIN_INTERVAL:
-                return (
-                    None,
-                    f"no rates: the stored sample is under {MIN_INTERVAL:g} s old (a concurrent run?)",
-                )
-            cookie["sample"] = sample
-            cookie.commit()
-        finally:
-            cookie.close()
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        return None, f"no rates: state file {state_file}: {reason}"
-    return previous, None if isinstance(previous, dict) else "no rates yet: first run"
-
-
-def _age(previous: Any, sample: Dict[str, Any]) -> Optional[float]:
-    """Seconds from the stored sample to this one; None when unreadable."""
-    try:
-        return float(sample["time"]) - float(previous["time"])
-    except (KeyError, TypeError, ValueError):
+        return pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:
         return None
 
 
-def _since(previous: Dict[str, Any], sample: Dict[str, Any]) -> Tuple[Dict[str, float], Optional[str]]:
+def state_file_name(target: str, path: str, pool: str) -> str:
+    """A name per target, status path and pool: a readable part for the
+    operator and a hash of the exact key, so that targets which only differ
+    in characters the readable part folds (``a_b.sock``, ``a/b.sock``) never
+    share a file."""
+    key = "\0".join((target, path, pool)).encode("utf-8", "surrogateescape")
+    digest = hashlib.sha256(key).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9.:-]+", "_", f"{target}-{pool}").strip("_")[:80] or "_"
+    return f"status-{readable}-{digest}.json"
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_COUNTER
+
+
+def _valid_sample(document: Optional[Dict[str, Any]], names: Tuple[str, ...]) -> Optional[Dict[str, Any]]:
+    """The stored sample if it is exactly what we write, else None."""
+    sample = document.get("sample") if document else None
+    if not isinstance(sample, dict):
+        return None
+    moment, counters = sample.get("time"), sample.get("counters")
+    if isinstance(moment, bool) or not isinstance(moment, (int, float)) or not math.isfinite(moment):
+        return None
+    if moment <= 0 or not _whole(sample.get("start_time")) or not isinstance(counters, dict):
+        return None
+    if not all(_whole(counters.get(name)) for name in names):
+        return None
+    return sample
+
+
+def _compare(
+    previous: Optional[Dict[str, Any]], sample: Dict[str, Any], now: float
+) -> Tuple[bool, Dict[str, float], Optional[str]]:
+    """(store this sample?, rates, why there are none)."""
+    if previous is None:
+        return True, {}, "no rates yet: first run"
+    age = sample["time"] - previous["time"]
+    if previous["time"] > now + FUTURE_TOLERANCE:
+        return True, {}, "no rates: the stored sample was from the future (clock went back?); replaced"
+    if age < 0:
+        return False, {}, "no rates: the stored sample is newer (a concurrent run, or the clock went back)"
+    if age < MIN_INTERVAL:
+        return False, {}, f"no rates: the stored sample is under {MIN_INTERVAL:g} s old (a concurrent run?)"
     counters: Dict[str, int] = sample["counters"]
-    try:
-        before = {name: int(previous["counters"][name]) for name in counters}
-        elapsed = sample["time"] - float(previous["time"])
-        restarted = previous["start_time"] != sample["start_time"]
-    except (KeyError, TypeError, ValueError):
-        return {}, "no rates: previous sample unreadable"
-    if restarted or any(counters[name] < before[name] for name in counters):
-        return {}, "no rates: the pool restarted since the last run"
-    if elapsed <= 0:
-        return {}, "no rates: the clock did not advance"
-    return {f"{name}_rate": (counters[name] - before[name]) / elapsed for name in counters}, None
+    before = {name: previous["counters"][name] for name in counters}
+    if previous["start_time"] != sample["start_time"] or any(counters[n] < before[n] for n in counters):
+        return True, {}, "no rates: the pool restarted since the last run"
+    return True, {f"{name}_rate": (counters[name] - before[name]) / age for name in counters}, None
 
 
 def rates(
-    state_file: Path, start_time: int, counters: Dict[str, int], fetched_at: float
+    state_file: Path,
+    start_time: int,
+    counters: Dict[str, int],
+    fetched_at: float,
+    *,
+    deadline: float,
+    private_dir: bool = False,
 ) -> Tuple[Dict[str, float], Optional[str]]:
     """The rates since the previous sample, and why there are none when so.
 
     ``fetched_at`` is when the page was read (time.time()), so two runs that
     overlap compare the moments their figures are from. No rate on the
     first run, after a restart (other start time, or a counter went down),
-    when the clock went backwards, or when a concurrent run already stored a
-    newer sample: no alert then, never a wrong one.
+    when a concurrent run already stored a newer sample, or when the state
+    file cannot be used safely: no alert then, never a wrong one.
+    ``deadline`` (time.monotonic()) bounds the wait for the lock.
     """
     sample = {"start_time": start_time, "time": fetched_at, "counters": counters}
-    previous, why_not = _swap(state_file, sample)
-    if why_not:
-        return {}, why_not
-    return _since(previous, sample)
+    try:
+        with open_state(state_file, deadline=deadline, private_dir=private_dir) as state:
+            previous = _valid_sample(state.document, tuple(counters))
+            store, found, why_not = _compare(previous, sample, time.time())
+            if previous is None and (state.problem or state.document is not None):
+                why_not = (
+                    f"no rates: state file {state_file} {state.problem or 'held no valid sample; replaced'}"
+                )
+            if store:
+                state.replace({"sample": sample})
+    except StateFileError as exc:
+        return {}, f"no rates: {exc}"
+    except OSError as exc:
+        return {}, f"no rates: state file {state_file}: {(exc.strerror or str(exc)).lower()}"
+    return found, why_not

@@ -192,12 +192,20 @@ class FpmStatus(nagiosplugin.Resource):
         yield nagiosplugin.Metric("longest_request", round(seconds, 6), "s", min=0, context="longest_request")
 
     def _rates(self, status: PoolStatus) -> Iterator[nagiosplugin.Metric]:
+        private_dir = not self.args.state_file
         if self.args.state_file:
             path = Path(self.args.state_file)
         else:
             path = default_state_dir() / state_file_name(str(self.target), self.args.path, status.pool)
         counters = {name: status.figures[name] for name in COUNTERS if name in status.figures}
-        found, why_not = rates(path, status.start_time, counters, self.fetched_at)
+        found, why_not = rates(
+            path,
+            status.start_time,
+            counters,
+            self.fetched_at,
+            deadline=self.target.expires_at,
+            private_dir=private_dir,
+        )
         if why_not:
             self.notes.append(why_not)
         for name, value in found.items():

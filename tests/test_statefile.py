@@ -1,0 +1,351 @@
+"""The state file as a hostile local user and a broken disk would have it:
+links swapped in under us, foreign files at the path, forged contents, a
+held lock. Real files, real processes; the victim file must never change."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from check_fastcgi.rates import default_state_dir, rates, state_file_name
+from check_fastcgi.statefile import MAX_BYTES, StateFileError, open_state
+
+from tests.fpm import wait_until
+
+COUNTERS = {"accepted_conn": 100, "max_children_reached": 1, "slow_requests": 0}
+NOBODY = 65534
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own files as another user")
+
+
+def soon(seconds: float = 5.0) -> float:
+    return time.monotonic() + seconds
+
+
+def rate(path: Path, counters: dict = COUNTERS, at: float = 1000.0, **kw: object) -> tuple:
+    return rates(path, 1700, counters, at, deadline=soon(), **kw)  # type: ignore[arg-type]
+
+
+def sample_document(**sample: object) -> str:
+    base = {"start_time": 1700, "time": 1000.0, "counters": dict(COUNTERS)}
+    base.update(sample)
+    return json.dumps({"check_fastcgi_state": 1, "sample": base})
+
+
+@pytest.fixture
+def private(tmp_path: Path) -> Path:
+    directory = tmp_path / "state"
+    directory.mkdir(mode=0o700)
+    return directory
+
+
+# --- the directory -------------------------------------------------------------------
+
+
+def test_a_world_writable_sticky_directory_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    found, why = rate(shared / "s.json")
+    assert found == {}
+    assert why == (
+        f"no rates: state directory {shared} is writable by others (drwxrwxrwt): "
+        "use a private directory (chmod go-w, or another --state-file)"
+    )
+    assert list(shared.iterdir()) == []
+
+
+def test_a_group_writable_directory_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "g"
+    shared.mkdir()
+    shared.chmod(0o770)
+    assert "is writable by others" in rate(shared / "s.json")[1]
+
+
+def test_a_symlinked_directory_is_refused(tmp_path: Path, private: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(private)
+    why = rate(link / "s.json")[1]
+    assert why == f"no rates: state directory {link} is a symbolic link or not a directory; refusing it"
+    assert list(private.iterdir()) == []
+
+
+@as_root
+def test_a_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, NOBODY, NOBODY)
+    why = rate(theirs / "s.json")[1]
+    assert why == f"no rates: state directory {theirs} belongs to uid {NOBODY}: use a directory of your own"
+
+
+@as_root
+def test_a_planted_default_directory_is_refused(tmp_path: Path) -> None:
+    """/var/tmp/check_fastcgi-UID made by someone else first."""
+    planted = tmp_path / "var-tmp" / "check_fastcgi-0"
+    planted.mkdir(parents=True, mode=0o700)
+    os.chown(planted, NOBODY, NOBODY)
+    assert "belongs to uid 65534" in rate(planted / "s.json", private_dir=True)[1]
+
+
+# --- the file at the path --------------------------------------------------------------
+
+
+def test_a_symlinked_state_file_is_refused(private: Path) -> None:
+    victim = private.parent / "victim"
+    victim.write_text("precious")
+    state = private / "s.json"
+    state.symlink_to(victim)
+    for private_dir in (False, True):
+        why = rate(state, private_dir=private_dir)[1]
+        assert why == f"no rates: state file {state} is a symbolic link; refusing it"
+    assert victim.read_text() == "precious"
+
+
+def test_a_hard_link_is_refused(private: Path) -> None:
+    victim = private / "victim"
+    victim.write_text(sample_document())
+    os.link(victim, private / "s.json")
+    why = rate(private / "s.json", private_dir=True)[1]
+    assert (
+        why
+        == f"no rates: state file {private / 's.json'} has 2 hard links; refusing a file that may be another's"
+    )
+    assert victim.read_text() == sample_document()
+
+
+@as_root
+def test_a_file_of_another_user_is_refused(private: Path) -> None:
+    state = private / "s.json"
+    state.write_text(sample_document())
+    os.chown(state, NOBODY, NOBODY)
+    why = rate(state, private_dir=True)[1]
+    assert why == f"no rates: state file {state} belongs to uid {NOBODY}, not to us (uid 0)"
+
+
+def test_a_fifo_does_not_hang_and_is_refused(private: Path) -> None:
+    state = private / "s.json"
+    os.mkfifo(state)
+    started = time.monotonic()
+    why = rate(state)[1]
+    assert time.monotonic() - started < 2
+    assert why == f"no rates: state file {state} is not a regular file; refusing it"
+
+
+def test_a_file_that_is_not_ours_is_never_truncated(private: Path) -> None:
+    """--state-file naming a file of other content (the field report: 49
+    bytes became 0)."""
+    state = private / "notes.txt"
+    state.write_text("an operator's notes, 49 bytes long, to be kept..\n")
+    why = rate(state)[1]
+    assert why == (
+        f"no rates: state file {state} holds something else (49 bytes, not a check_fastcgi state file); "
+        "refusing to overwrite it: remove it or choose another --state-file"
+    )
+    assert state.read_text() == "an operator's notes, 49 bytes long, to be kept..\n"
+
+
+def test_an_empty_file_is_taken_over(private: Path) -> None:
+    state = private / "s.json"
+    state.touch(mode=0o600)
+    assert rate(state) == ({}, "no rates yet: first run")
+    assert json.loads(state.read_text())["sample"]["counters"] == COUNTERS
+
+
+def test_a_state_file_from_the_previous_release_is_read(private: Path) -> None:
+    state = private / "s.json"
+    state.write_text(json.dumps({"sample": {"start_time": 1700, "time": 990.0, "counters": COUNTERS}}))
+    found, why = rate(state, {**COUNTERS, "accepted_conn": 120})
+    assert why is None and found["accepted_conn_rate"] == 2.0
+
+
+def test_new_samples_are_renamed_into_place_and_private(private: Path) -> None:
+    state = private / "s.json"
+    rate(state)
+    first = state.stat().st_ino
+    rate(state, at=1010.0)
+    assert state.stat().st_ino != first  # a new file each time, never rewritten in place
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert sorted(p.name for p in private.iterdir()) == ["s.json", "s.json.lock"]
+
+
+# --- forged or corrupt contents ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        pytest.param("[" * 100_000, "was larger than 65536 bytes; replaced", id="deep-nesting"),
+        pytest.param("[" * 60_000, "was not valid JSON; replaced", id="deep-nesting-under-cap"),
+        pytest.param(
+            sample_document(counters={**COUNTERS, "accepted_conn": 1e308}),
+            "held no valid sample; replaced",
+            id="huge-float",
+        ),
+        pytest.param(sample_document(time=float("nan")), "was not valid JSON; replaced", id="nan"),
+        pytest.param(sample_document(time=float("inf")), "was not valid JSON; replaced", id="infinity"),
+        pytest.param(sample_document(start_time=True), "held no valid sample; replaced", id="bool"),
+        pytest.param(
+            sample_document(counters={**COUNTERS, "accepted_conn": 10**30}),
+            "held no valid sample; replaced",
+            id="past-64-bits",
+        ),
+        pytest.param(sample_document(counters=[1, 2]), "held no valid sample; replaced", id="wrong-type"),
+        pytest.param(
+            '{"sample": "' + "x" * 70_000 + '"}', "was larger than 65536 bytes; replaced", id="padding"
+        ),
+        pytest.param("\xff\xfe garbage", "was not valid JSON; replaced", id="binary"),
+    ],
+)
+def test_bad_content_is_no_sample_and_is_replaced(private: Path, content: str, why: str) -> None:
+    state = private / "s.json"
+    state.write_bytes(content.encode("utf-8", "surrogateescape"))
+    assert rate(state, private_dir=True) == ({}, f"no rates: state file {state} {why}")
+    assert rate(state, {**COUNTERS, "accepted_conn": 120}, at=1010.0, private_dir=True) == (
+        {"accepted_conn_rate": 2.0, "max_children_reached_rate": 0.0, "slow_requests_rate": 0.0},
+        None,
+    )
+
+
+def test_a_huge_file_is_not_read_whole(private: Path) -> None:
+    """200 MB of padding: at most MAX_BYTES + 1 are read, and it is replaced."""
+    state = private / "s.json"
+    with state.open("wb") as out:
+        out.write(b'{"sample": "')
+        out.truncate(200 * 1024 * 1024)  # sparse: cheap to make
+    assert (
+        rate(state, private_dir=True)[1]
+        == f"no rates: state file {state} was larger than {MAX_BYTES} bytes; replaced"
+    )
+    assert state.stat().st_size < 1000
+
+
+def test_a_timestamp_in_the_future_does_not_turn_rates_off_for_good(private: Path) -> None:
+    state = private / "s.json"
+    now = time.time()
+    state.write_text(sample_document(time=now + 10 * 365 * 86400))
+    first = rates(state, 1700, COUNTERS, now, deadline=soon())
+    assert first == ({}, "no rates: the stored sample was from the future (clock went back?); replaced")
+    later = rates(state, 1700, {**COUNTERS, "accepted_conn": 130}, now + 10, deadline=soon())
+    assert later[1] is None and later[0]["accepted_conn_rate"] == 3.0
+
+
+def test_rates_are_always_finite_numbers(private: Path) -> None:
+    state = private / "s.json"
+    for content in (sample_document(time=1e-300), sample_document(time=-5.0), sample_document(time=1e308)):
+        state.write_text(content)
+        found, _ = rate(state, {**COUNTERS, "accepted_conn": 2**63}, at=time.time(), private_dir=True)
+        assert all(isinstance(v, float) and math.isfinite(v) for v in found.values()), found
+
+
+# --- the lock ------------------------------------------------------------------------------------
+
+
+def test_a_held_lock_costs_the_rates_within_the_deadline(private: Path) -> None:
+    state = private / "s.json"
+    rate(state)
+    with open(private / "s.json.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        started = time.monotonic()
+        found, why = rates(state, 1700, COUNTERS, 1010.0, deadline=started + 1.0)
+        waited = time.monotonic() - started
+    assert found == {}
+    assert why == f"no rates: state file {state} is locked by another process (a run still going?)"
+    assert 0.5 < waited < 1.0
+
+
+def test_a_symlinked_lock_file_is_refused(private: Path) -> None:
+    victim = private.parent / "victim"
+    victim.write_text("precious")
+    (private / "s.json.lock").symlink_to(victim)
+    assert (
+        rate(private / "s.json")[1]
+        == f"no rates: lock file {private}/s.json.lock is a symbolic link; refusing it"
+    )
+    assert victim.read_text() == "precious"
+
+
+# --- the race ---------------------------------------------------------------------------------------
+
+SWAPPER = textwrap.dedent(
+    """
+    import os, sys, time
+    state, victim, stop = sys.argv[1:4]
+    spare = state + ".spare"
+    deadline = time.monotonic() + 20
+    swaps = 0
+    while not os.path.exists(stop) and time.monotonic() < deadline:
+        for make in (lambda p: os.symlink(victim, p), lambda p: open(p, "w").write("garbage")):
+            try:
+                make(spare)
+                os.replace(spare, state)
+                swaps += 1
+            except OSError:
+                pass
+    print(swaps)
+    """
+)
+
+
+@pytest.mark.parametrize("private_dir", [False, True], ids=["explicit", "default-dir"])
+def test_a_symlink_swapped_in_a_loop_never_reaches_the_victim(private: Path, private_dir: bool) -> None:
+    """A second process swaps the state path between a symlink to a victim
+    file and a regular file as fast as it can, while the store runs 300
+    times or for 2 s. The victim never changes; every run ends in rates or a note."""
+    victim = private.parent / "victim"
+    victim.write_text("precious, root-owned, 0600")
+    victim.chmod(0o600)
+    state, stop = private / "s.json", private.parent / "stop"
+    swapper = subprocess.Popen(
+        [sys.executable, "-c", SWAPPER, str(state), str(victim), str(stop)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        wait_until(state.exists, 10, "the swapper's first swap")
+        outcomes = set()
+        runs, until = 0, time.monotonic() + 2
+        while time.monotonic() < until or runs < 300:
+            _, why = rates(state, 1700, COUNTERS, 1000.0 + 2 * runs, deadline=soon(), private_dir=private_dir)
+            outcomes.add((why or "rates").split(state.name)[-1][:40])
+            runs += 1
+    finally:
+        stop.touch()
+        swaps = int(swapper.communicate(timeout=30)[0])
+    assert swaps >= 10, "the swapper barely ran: the race was not exercised"
+    assert victim.read_text() == "precious, root-owned, 0600"
+    assert any("symbolic link" in outcome for outcome in outcomes), outcomes
+
+
+def test_the_store_raises_only_its_own_error_on_a_bad_path(tmp_path: Path) -> None:
+    with pytest.raises(StateFileError, match="names no file"):
+        open_state(tmp_path / "..", deadline=soon()).__enter__()
+
+
+# --- names and places -----------------------------------------------------------------------------
+
+
+def test_state_file_names_never_collide() -> None:
+    """The field report: a_b.sock and a/b.sock shared one file."""
+    one = state_file_name("/run/a_b.sock", "/status", "www")
+    other = state_file_name("/run/a/b.sock", "/status", "www")
+    assert one != other
+    assert one.startswith("status-run_a_b.sock-www-") and one.endswith(".json")
+    assert "/" not in state_file_name("h:9000", "/../../etc", "../x") and len(one) < 200
+
+
+def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_state_dir() == tmp_path / "check_fastcgi"
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/path")  # ignored, as the XDG spec says
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_state_dir() == tmp_path / ".local" / "state" / "check_fastcgi"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", "/")
+    assert default_state_dir() == Path(f"/var/tmp/check_fastcgi-{os.geteuid()}")
