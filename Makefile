@@ -33,7 +33,7 @@ demo: system-packages venv
 lint: venv
 	$(BIN)/ruff check fcgi_wire plugins tests
 	$(BIN)/ruff format --check fcgi_wire plugins tests
-	$(BIN)/mypy --strict fcgi_wire
+	MYPYPATH=stubs $(BIN)/mypy --strict fcgi_wire plugins/check_fastcgi
 
 format: venv
 	$(BIN)/ruff format fcgi_wire plugins tests

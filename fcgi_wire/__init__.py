@@ -35,6 +35,7 @@ from ._spec import (
     RecordType,
     Role,
 )
+from ._values import TYPE_CHECKING
 from .errors import (
     BacklogFull,
     CantMpxConn,
@@ -44,6 +45,7 @@ from .errors import (
     FastCGIError,
     LocalProtocolError,
     NameResolutionError,
+    NotASocket,
     Overloaded,
     PermissionDenied,
     ProtocolError,
@@ -54,7 +56,21 @@ from .errors import (
     Timeout,
     UnknownRole,
 )
-from .transport import Address, TcpAddress, UnixAddress, get_values, request
+from .transport import TcpAddress, UnixAddress, get_values, request
+
+if TYPE_CHECKING:
+    from .transport import Address
+
+
+def __getattr__(name: str) -> object:
+    # Address is a typing.Union, built on first use: importing typing costs
+    # a short-lived process more than the rest of this package.
+    if name == "Address":
+        from typing import Union  # noqa: PLC0415
+
+        return Union[TcpAddress, UnixAddress]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
@@ -82,6 +98,7 @@ __all__ = [
     "GetValues",
     "LocalProtocolError",
     "NameResolutionError",
+    "NotASocket",
     "Overloaded",
     "Params",
     "PermissionDenied",

@@ -16,7 +16,6 @@ when the peer hangs up early) and leaves the connection in the ERROR state.
 from __future__ import annotations
 
 import enum
-from typing import Optional, Type, Union
 
 from ._events import (
     CLOSED,
@@ -46,6 +45,7 @@ from ._spec import (
     ProtocolStatus,
     RecordType,
 )
+from ._values import TYPE_CHECKING
 from .errors import (
     ConnectionClosed,
     FastCGIError,
@@ -54,17 +54,22 @@ from .errors import (
     ReplyTooLarge,
 )
 
+if TYPE_CHECKING:
+    from typing import Optional, Type, Union
+
+    Incoming = Union[Event, Type[NEED_DATA], Type[CLOSED]]
+
 #: Room for the JSON status page of a pool with 10,000 workers.
 DEFAULT_MAX_REPLY_BYTES = 8 * 1024 * 1024
+
+#: How many of the first bytes received a connection keeps for diagnosis.
+HEAD_BYTES = 64
 
 
 class State(enum.Enum):
     IDLE = "idle"  # nothing sent yet, or everything answered
     AWAITING = "awaiting"  # a reply is outstanding
     ERROR = "error"
-
-
-Incoming = Union[Event, Type[NEED_DATA], Type[CLOSED]]
 
 
 class Connection:
@@ -77,6 +82,9 @@ class Connection:
         self.request_id = request_id
         self.max_reply_bytes = max_reply_bytes
         self.received = 0
+        #: The first bytes the peer sent, kept for diagnosis (a banner, an
+        #: HTTP status line): at most HEAD_BYTES.
+        self.head = b""
         self._decoder = RecordDecoder()
         self._values_pending = 0
         self._request_open = False
@@ -134,6 +142,8 @@ class Connection:
         if not data:
             self._decoder.feed_eof()
             return
+        if len(self.head) < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - len(self.head)]
         self.received += len(data)
         if self.received > self.max_reply_bytes:
             self._error = ReplyTooLarge(f"reply larger than the cap of {self.max_reply_bytes} bytes")

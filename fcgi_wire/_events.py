@@ -6,14 +6,16 @@ Outgoing events are passed to ``Connection.send``; incoming ones come out of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, Tuple
-
 from ._spec import MANAGEMENT_NAMES, ProtocolStatus, Role
+from ._values import TYPE_CHECKING, Value
+
+if TYPE_CHECKING:
+    from typing import Dict, Tuple
 
 
 class _Sentinel(type):
-    """Sentinels whose type is themselves, so they dispatch and print well."""
+    """Metaclass of the sentinels: each sentinel is a class, compared with
+    ``is`` and printed by its bare name."""
 
     def __repr__(cls) -> str:
         return cls.__name__
@@ -27,8 +29,8 @@ class CLOSED(metaclass=_Sentinel):
     """next_event(): the peer closed the connection with nothing outstanding."""
 
 
-class Event:
-    """Base of all events."""
+class Event(Value):
+    """Base of all events: immutable values."""
 
     __slots__ = ()
 
@@ -36,14 +38,12 @@ class Event:
 # --- sent by the client --------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class GetValues(Event):
     """FCGI_GET_VALUES (section 4.1) asking for these variables."""
 
     names: Tuple[str, ...] = MANAGEMENT_NAMES
 
 
-@dataclass(frozen=True)
 class BeginRequest(Event):
     """FCGI_BEGIN_REQUEST (section 5.1)."""
 
@@ -51,21 +51,18 @@ class BeginRequest(Event):
     keep_conn: bool = False
 
 
-@dataclass(frozen=True)
 class Params(Event):
     """The whole FCGI_PARAMS stream, including the empty record that ends it."""
 
     pairs: Tuple[Tuple[bytes, bytes], ...] = ()
 
 
-@dataclass(frozen=True)
 class Stdin(Event):
     """The whole FCGI_STDIN stream, including the empty record that ends it."""
 
     data: bytes = b""
 
 
-@dataclass(frozen=True)
 class AbortRequest(Event):
     """FCGI_ABORT_REQUEST (section 5.4)."""
 
@@ -73,31 +70,26 @@ class AbortRequest(Event):
 # --- received by the client ------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class ValuesResult(Event):
     """FCGI_GET_VALUES_RESULT: the variables the server chose to report."""
 
-    values: Dict[str, str] = field(default_factory=dict)
+    values: Dict[str, str]
 
 
-@dataclass(frozen=True)
 class UnknownType(Event):
     """FCGI_UNKNOWN_TYPE: the server does not know a management record type."""
 
     record_type: int
 
 
-@dataclass(frozen=True)
 class Stdout(Event):
     data: bytes
 
 
-@dataclass(frozen=True)
 class Stderr(Event):
     data: bytes
 
 
-@dataclass(frozen=True)
 class EndRequest(Event):
     """FCGI_END_REQUEST (section 5.5)."""
 

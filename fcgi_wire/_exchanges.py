@@ -7,7 +7,7 @@ event to ``handle`` until it returns a result.
 
 from __future__ import annotations
 
-from typing import Iterable, List, Mapping, Optional, Tuple, Union
+from collections.abc import Mapping
 
 from ._connection import DEFAULT_MAX_REPLY_BYTES, Connection
 from ._events import (
@@ -22,21 +22,26 @@ from ._events import (
     UnknownType,
     ValuesResult,
 )
-from ._pairs import Text
+from ._pairs import as_bytes
 from ._response import Response, ValuesReply, split_cgi_output
 from ._spec import MANAGEMENT_NAMES, ProtocolStatus, Role
+from ._values import TYPE_CHECKING
 from .errors import REFUSALS
 
-ParamsLike = Union[Mapping[Text, Text], Iterable[Tuple[Text, Text]]]
+if TYPE_CHECKING:
+    from typing import Iterable, List, Optional, Tuple, Union
+
+    from ._pairs import Text
+
+    #: Params as a mapping (a plain Dict[str, str] included) or as pairs.
+    ParamsLike = Union[
+        Mapping[str, str], Mapping[bytes, bytes], Mapping[Text, Text], Iterable[Tuple[Text, Text]]
+    ]
 
 
 def _as_pairs(params: ParamsLike) -> Tuple[Tuple[bytes, bytes], ...]:
-    items = params.items() if isinstance(params, Mapping) else params
-    return tuple((_b(name), _b(value)) for name, value in items)
-
-
-def _b(value: Text) -> bytes:
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    items: Iterable[Tuple[Text, Text]] = params.items() if isinstance(params, Mapping) else params
+    return tuple((as_bytes(name), as_bytes(value)) for name, value in items)
 
 
 class ValuesQuery:
@@ -53,7 +58,7 @@ class ValuesQuery:
         if isinstance(event, ValuesResult):
             return ValuesReply(values=dict(event.values))
         if isinstance(event, UnknownType):
-            return ValuesReply(management_supported=False)
+            return ValuesReply(values={}, management_supported=False)
         return None  # pragma: no cover - the connection only yields the two above here
 
 

@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
-from typing import Iterable, List, Tuple, Union
-
+from ._values import TYPE_CHECKING
 from .errors import LocalProtocolError, RemoteProtocolError
 
-Text = Union[str, bytes]
+if TYPE_CHECKING:
+    from typing import Iterable, List, Tuple, Union
+
+    Text = Union[str, bytes]
 
 _MAX_LENGTH = 0x7FFFFFFF
 
 
-def _as_bytes(value: Text) -> bytes:
+def as_bytes(value: Text) -> bytes:
+    """A name or value as sent: str as UTF-8."""
     return value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
 
@@ -28,7 +31,7 @@ def encode_pairs(pairs: Iterable[Tuple[Text, Text]]) -> bytes:
     """Encode pairs; str is sent as UTF-8."""
     out = bytearray()
     for name, value in pairs:
-        raw_name, raw_value = _as_bytes(name), _as_bytes(value)
+        raw_name, raw_value = as_bytes(name), as_bytes(value)
         out += _encode_length(len(raw_name))
         out += _encode_length(len(raw_value))
         out += raw_name

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
 from ._spec import HEADER, HEADER_SIZE, MAX_CONTENT, VERSION, RecordType
+from ._values import TYPE_CHECKING, Value
 from .errors import LocalProtocolError, RemoteProtocolError
 
+if TYPE_CHECKING:
+    from typing import Optional
 
-@dataclass(frozen=True)
-class Record:
+
+class Record(Value):
     """One record as it travels; ``type`` is an int because a peer may send
     types this module has no name for."""
 

@@ -4,18 +4,19 @@ from FCGI_STDOUT, plus what FastCGI itself reported."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 from ._spec import ProtocolStatus
+from ._values import TYPE_CHECKING, Value
 from .errors import RemoteProtocolError
+
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 _STATUS = re.compile(r"(\d{3})(?:[ \t]+(.*))?\Z")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(Value):
     """A completed FCGI_RESPONDER request.
 
     ``status`` comes from the CGI ``Status:`` header: 200 without one, 302
@@ -37,12 +38,11 @@ class Response:
         return next((v for k, v in self.headers if k.lower() == wanted), None)
 
 
-@dataclass(frozen=True)
-class ValuesReply:
+class ValuesReply(Value):
     """The answer to FCGI_GET_VALUES. ``management_supported`` is False when
     the server answered FCGI_UNKNOWN_TYPE instead of a result."""
 
-    values: Dict[str, str] = field(default_factory=dict)
+    values: Dict[str, str]
     management_supported: bool = True
     elapsed: float = 0.0
 

@@ -28,7 +28,17 @@ FCGI_MPXS_CONNS = "FCGI_MPXS_CONNS"
 MANAGEMENT_NAMES = (FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS)
 
 
-class RecordType(enum.IntEnum):
+class _Labelled:
+    """The spec's own spelling of a constant: FCGI_ plus the member name."""
+
+    name: str
+
+    @property
+    def label(self) -> str:
+        return f"FCGI_{self.name}"
+
+
+class RecordType(_Labelled, enum.IntEnum):
     """Section 8: record types."""
 
     BEGIN_REQUEST = 1
@@ -42,10 +52,6 @@ class RecordType(enum.IntEnum):
     GET_VALUES = 9
     GET_VALUES_RESULT = 10
     UNKNOWN_TYPE = 11
-
-    @property
-    def label(self) -> str:
-        return f"FCGI_{self.name}"
 
 
 #: Records only a client sends; a server sending one is a protocol error.
@@ -74,17 +80,13 @@ class Role(enum.IntEnum):
     FILTER = 3
 
 
-class ProtocolStatus(enum.IntEnum):
+class ProtocolStatus(_Labelled, enum.IntEnum):
     """Section 5.5: protocolStatus of FCGI_END_REQUEST."""
 
     REQUEST_COMPLETE = 0
     CANT_MPX_CONN = 1
     OVERLOADED = 2
     UNKNOWN_ROLE = 3
-
-    @property
-    def label(self) -> str:
-        return f"FCGI_{self.name}"
 
 
 #: Section 5.1: flags of FCGI_BEGIN_REQUEST.

@@ -1,23 +1,36 @@
 """One error tree for everything fcgi_wire raises.
 
-``str(error)`` is one line a person can act on; ``error.address`` names the
-peer when the transport knows it (the codec never does).
+Errors carry facts (the address, the phase, bytes sent and received, the
+first bytes the peer sent); ``str(error)`` states them in one line. What an
+operator should make of them (a busy pool? the wrong port?) is for the
+caller to say: it knows what it was checking.
 """
 
 from __future__ import annotations
 
-from typing import Optional
-
 from ._spec import ProtocolStatus
+from ._values import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 class FastCGIError(Exception):
-    """Base of every error fcgi_wire raises."""
+    """Base of every error fcgi_wire raises.
+
+    ``address`` names the peer when the transport knows it (the codec never
+    does); ``sent`` and ``received`` count the bytes of the exchange and
+    ``head`` holds the first bytes received (at most 64), all filled in by
+    the transport.
+    """
 
     def __init__(self, detail: str, *, address: Optional[str] = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.address = address
+        self.sent = 0
+        self.received = 0
+        self.head = b""
 
     def __str__(self) -> str:
         if self.address is None:
@@ -55,33 +68,38 @@ class PermissionDenied(ConnectError):
 
 
 class BacklogFull(ConnectError):
-    """The Unix socket's listen backlog is full: the server is overloaded."""
+    """The Unix socket's listen backlog is full (EAGAIN on connect)."""
+
+
+class NotASocket(ConnectError):
+    """The Unix socket path names a file that is not a socket."""
 
 
 # --- the exchange started but did not finish ---------------------------------
+
+#: Timeout phases, in the order an exchange goes through them.
+PHASES = ("resolve", "connect", "send", "reply", "reply-incomplete")
 
 
 class Timeout(FastCGIError):
     """The deadline passed; ``phase`` says what the client was waiting for.
 
-    Phases: ``resolve``, ``connect``, ``send``, ``reply`` (nothing received yet
-    on an accepted connection) and ``reply-incomplete`` (part of a reply came).
+    Phases: ``resolve``, ``connect``, ``send``, ``reply`` (nothing received
+    yet on an accepted connection) and ``reply-incomplete`` (part of a reply
+    came). ``limit`` is how long the exchange had for that phase, in seconds.
     """
 
     def __init__(self, phase: str, limit: float, *, address: Optional[str] = None, received: int = 0) -> None:
+        super().__init__(f"{phase} timed out after {limit:g}s", address=address)
         self.phase = phase
         self.limit = limit
         self.received = received
-        super().__init__(f"{phase} timed out after {limit:g}s", address=address)
 
     def __str__(self) -> str:
         where = self.address or "the server"
         limit = f"{self.limit:g}s"
         if self.phase == "reply":
-            return (
-                f"no reply from {where} within {limit}: connection accepted, "
-                "but no worker answered (all busy?)"
-            )
+            return f"no reply from {where} within {limit} (connection accepted, nothing received)"
         if self.phase == "reply-incomplete":
             return f"reply from {where} incomplete after {limit} ({self.received} bytes received)"
         if self.phase == "resolve":

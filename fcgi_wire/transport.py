@@ -6,19 +6,19 @@ failures into fcgi_wire errors that name the address and the phase.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
+import os
 import socket
+import stat
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Protocol, Tuple, Type, TypeVar, Union
 
 from ._connection import DEFAULT_MAX_REPLY_BYTES, Connection
 from ._events import NEED_DATA, Event
-from ._exchanges import ParamsLike, ResponderQuery, ValuesQuery
+from ._exchanges import ResponderQuery, ValuesQuery
 from ._response import Response, ValuesReply
 from ._spec import MANAGEMENT_NAMES, Role
+from ._values import TYPE_CHECKING, Value
 from .errors import (
     BacklogFull,
     ConnectError,
@@ -26,19 +26,25 @@ from .errors import (
     ConnectionRefused,
     FastCGIError,
     NameResolutionError,
+    NotASocket,
     PermissionDenied,
     SocketNotFound,
     Timeout,
 )
 
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Optional, Protocol, Tuple, Type, TypeVar, Union
+
+    from ._exchanges import ParamsLike
+
+    SockAddr = Union[Tuple[Any, ...], str]
+    AddrInfo = List[Tuple[int, SockAddr]]
+    Address = Union["TcpAddress", "UnixAddress"]
+
 _RECV_SIZE = 65536
 
-SockAddr = Union[Tuple[Any, ...], str]
-AddrInfo = List[Tuple[int, SockAddr]]
 
-
-@dataclass(frozen=True)
-class TcpAddress:
+class TcpAddress(Value):
     """A host name or IP literal (brackets around IPv6 allowed) and a port."""
 
     host: str
@@ -52,42 +58,39 @@ class TcpAddress:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
-class UnixAddress:
+class UnixAddress(Value):
     path: str
 
     def __str__(self) -> str:
         return self.path
 
 
-Address = Union[TcpAddress, UnixAddress]
-
-
 class _Deadline:
-    """The one deadline of an exchange, plus the optional shorter connect limit."""
+    """One absolute deadline (time.monotonic()) for an exchange, plus the
+    optional shorter limit on connecting, counted from the exchange's start."""
 
-    def __init__(self, timeout: float, connect_timeout: Optional[float], started: Optional[float]) -> None:
-        self.exchange_started = time.monotonic()
-        self.started = self.exchange_started if started is None else started
-        self.timeout = timeout
-        self.connect_limit = min(timeout, connect_timeout) if connect_timeout else timeout
+    def __init__(self, deadline: float, connect_timeout: Optional[float]) -> None:
+        self.started = time.monotonic()
+        self.deadline = deadline
+        self.budget = max(deadline - self.started, 0.0)
+        self.connect_deadline = deadline
+        self.connect_limit = self.budget
+        if connect_timeout is not None and connect_timeout < self.budget:
+            self.connect_deadline = self.started + connect_timeout
+            self.connect_limit = connect_timeout
 
     def elapsed(self) -> float:
-        """Time used from the budget (counted from ``started``)."""
+        """How long this exchange took so far: what a response time means."""
         return time.monotonic() - self.started
 
-    def exchange_time(self) -> float:
-        """How long this exchange itself took: what a response time means."""
-        return time.monotonic() - self.exchange_started
-
     def remaining(self, phase: str, address: str, *, received: int = 0) -> float:
-        left = self.timeout - self.elapsed()
+        left = self.deadline - time.monotonic()
         if left <= 0:
-            raise Timeout(phase, self.timeout, address=address, received=received)
+            raise Timeout(phase, self.budget, address=address, received=received)
         return left
 
     def connect_remaining(self, address: str) -> float:
-        left = self.connect_limit - self.elapsed()
+        left = self.connect_deadline - time.monotonic()
         if left <= 0:
             raise Timeout("connect", self.connect_limit, address=address)
         return left
@@ -102,11 +105,18 @@ def _resolve(address: TcpAddress, deadline: _Deadline) -> AddrInfo:
     where = str(address)
     try:
         infos = socket.getaddrinfo(
-            address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+            _host_bytes(address.host), address.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
         )
     except socket.gaierror:
         infos = _resolve_in_thread(address, deadline, where)
     return [(family, sockaddr) for family, _, _, _, sockaddr in infos]
+
+
+def _host_bytes(host: str) -> Union[str, bytes]:
+    """getaddrinfo() runs every str host through the idna codec, whose
+    import costs a short-lived process more than the lookup; ASCII names
+    need none of it."""
+    return host.encode("ascii") if host.isascii() else host
 
 
 def _resolve_in_thread(address: TcpAddress, deadline: _Deadline, where: str) -> List[Any]:
@@ -114,15 +124,17 @@ def _resolve_in_thread(address: TcpAddress, deadline: _Deadline, where: str) -> 
 
     def lookup() -> None:
         try:
-            outcome["infos"] = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
-        except OSError as exc:
+            outcome["infos"] = socket.getaddrinfo(
+                _host_bytes(address.host), address.port, type=socket.SOCK_STREAM
+            )
+        except (OSError, UnicodeError) as exc:
             outcome["error"] = exc
 
     worker = threading.Thread(target=lookup, name="fcgi_wire-resolve", daemon=True)
     worker.start()
     worker.join(deadline.remaining("resolve", where))
     if worker.is_alive():
-        raise Timeout("resolve", deadline.timeout, address=where)
+        raise Timeout("resolve", deadline.budget, address=where)
     if "error" in outcome:
         reason = getattr(outcome["error"], "strerror", None) or str(outcome["error"])
         raise NameResolutionError(f"cannot resolve {address.host!r}: {reason}", address=None)
@@ -143,7 +155,7 @@ _CONNECT_ERRORS: Dict[int, Tuple[Type[ConnectError], str]] = {
     errno.ENOENT: (SocketNotFound, "no such socket file"),
     errno.EACCES: (PermissionDenied, "permission denied"),
     errno.EPERM: (PermissionDenied, "permission denied"),
-    errno.EAGAIN: (BacklogFull, "listen backlog full: the server is not accepting (overloaded?)"),
+    errno.EAGAIN: (BacklogFull, "listen backlog full"),
 }
 
 
@@ -166,6 +178,18 @@ def _connect_error(where: str, failures: List[Tuple[str, OSError]]) -> ConnectEr
         return kind(f"{reasons.pop()} (tried {tried})", address=where)
     detail = "; ".join(f"{place} {reason}" for place, _, reason in classified)
     return kind(detail, address=where)
+
+
+def _not_a_socket(path: str) -> Optional[str]:
+    """What the path is, when it exists and is not a socket (connect() then
+    says "connection refused", which sends an operator the wrong way)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISSOCK(mode):
+        return None
+    return "a directory" if stat.S_ISDIR(mode) else "a regular file" if stat.S_ISREG(mode) else "not a socket"
 
 
 def _connect(address: Address, deadline: _Deadline) -> socket.socket:
@@ -191,39 +215,38 @@ def _connect(address: Address, deadline: _Deadline) -> socket.socket:
             sock.close()
             raise
         return sock
+    if isinstance(address, UnixAddress) and failures and failures[0][1].errno == errno.ECONNREFUSED:
+        kind = _not_a_socket(address.path)
+        if kind is not None:
+            raise NotASocket(f"not a socket ({kind})", address=where)
     raise _connect_error(where, failures)
 
 
-R = TypeVar("R", Response, ValuesReply)
-R_co = TypeVar("R_co", Response, ValuesReply, covariant=True)
+if TYPE_CHECKING:
+    R = TypeVar("R", Response, ValuesReply)
+    R_co = TypeVar("R_co", Response, ValuesReply, covariant=True)
+
+    class _Query(Protocol[R_co]):
+        """What ValuesQuery and ResponderQuery share."""
+
+        connection: Connection
+        outgoing: bytes
+
+        def handle(self, event: Event) -> Optional[R_co]: ...
 
 
-class _Query(Protocol[R_co]):
-    """What ValuesQuery and ResponderQuery share."""
-
-    connection: Connection
-    outgoing: bytes
-
-    def handle(self, event: Event) -> Optional[R_co]: ...
-
-
-def _run(
-    address: Address,
-    query: _Query[R],
-    timeout: float,
-    connect_timeout: Optional[float],
-    started: Optional[float],
-) -> R:
-    deadline = _Deadline(timeout, connect_timeout, started)
+def _run(address: Address, query: _Query[R], deadline: _Deadline) -> R:
     where = str(address)
     conn = query.connection
+    sent = 0
     try:
         with _connect(address, deadline) as sock:
             try:
                 sock.settimeout(deadline.remaining("send", where))
                 sock.sendall(query.outgoing)
+                sent = len(query.outgoing)
             except socket.timeout:
-                raise Timeout("send", timeout, address=where) from None
+                raise Timeout("send", deadline.budget, address=where) from None
             except OSError as exc:
                 raise ConnectionClosed(f"sending the request failed: {_reason(exc)}") from None
             while True:
@@ -235,10 +258,13 @@ def _run(
                     raise ConnectionClosed("connection closed")
                 result = query.handle(event)
                 if result is not None:
-                    return dataclasses.replace(result, elapsed=deadline.exchange_time())
+                    return result._replace(elapsed=deadline.elapsed())
     except FastCGIError as exc:
         if exc.address is None:
             exc.address = where
+        exc.sent = sent
+        exc.received = max(exc.received, conn.received)
+        exc.head = conn.head
         raise
 
 
@@ -248,7 +274,7 @@ def _receive(sock: socket.socket, deadline: _Deadline, where: str, received: int
     try:
         return sock.recv(_RECV_SIZE)
     except socket.timeout:
-        raise Timeout(phase, deadline.timeout, address=where, received=received) from None
+        raise Timeout(phase, deadline.budget, address=where, received=received) from None
     except OSError as exc:
         raise ConnectionClosed(
             f"{_reason(exc)} before the reply was complete ({received} bytes received)"
@@ -263,23 +289,27 @@ def _reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
+def _deadline(timeout: float, deadline: Optional[float], connect_timeout: Optional[float]) -> _Deadline:
+    return _Deadline(time.monotonic() + timeout if deadline is None else deadline, connect_timeout)
+
+
 def get_values(
     address: Address,
     names: Iterable[str] = MANAGEMENT_NAMES,
     *,
     timeout: float = 10.0,
+    deadline: Optional[float] = None,
     connect_timeout: Optional[float] = None,
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
-    started: Optional[float] = None,
 ) -> ValuesReply:
     """Ask the server for management variables (FCGI_GET_VALUES).
 
-    ``timeout`` bounds everything from ``started`` (a time.monotonic()
-    reading, default now) to the answer; ``connect_timeout`` bounds the
-    connect phase alone. See request() for the errors.
+    ``deadline`` (a time.monotonic() reading) bounds everything, or else
+    ``timeout`` seconds from now; ``connect_timeout`` bounds the connect
+    phase alone. See request() for the errors.
     """
     query = ValuesQuery(names, max_reply_bytes=max_reply_bytes)
-    return _run(address, query, timeout, connect_timeout, started)
+    return _run(address, query, _deadline(timeout, deadline, connect_timeout))
 
 
 def request(
@@ -289,17 +319,20 @@ def request(
     *,
     role: Role = Role.RESPONDER,
     timeout: float = 10.0,
+    deadline: Optional[float] = None,
     connect_timeout: Optional[float] = None,
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
-    started: Optional[float] = None,
 ) -> Response:
     """Send one request with exactly these params and body; return the response.
 
-    Raises NameResolutionError, a ConnectError (ConnectionRefused,
-    SocketNotFound, PermissionDenied, BacklogFull), Timeout (with the phase),
-    ConnectionClosed, RemoteProtocolError (ReplyTooLarge past
-    ``max_reply_bytes``) or a RequestRefused (CantMpxConn, Overloaded,
-    UnknownRole). The socket is closed on every path.
+    ``deadline`` (a time.monotonic() reading) bounds everything, or else
+    ``timeout`` seconds from now; ``connect_timeout`` bounds the connect
+    phase alone. Raises NameResolutionError, a ConnectError
+    (ConnectionRefused, SocketNotFound, NotASocket, PermissionDenied,
+    BacklogFull), Timeout (with the phase), ConnectionClosed,
+    RemoteProtocolError (ReplyTooLarge past ``max_reply_bytes``) or a
+    RequestRefused (CantMpxConn, Overloaded, UnknownRole). The socket is
+    closed on every path.
     """
     query = ResponderQuery(params, stdin, role=role, max_reply_bytes=max_reply_bytes)
-    return _run(address, query, timeout, connect_timeout, started)
+    return _run(address, query, _deadline(timeout, deadline, connect_timeout))

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-PING_PATH = "/fpm-ping"
+PING_PATH = "/ping"
 STATUS_PATH = "/status"
 
 # Scripts the pool serves from its docroot.

@@ -13,8 +13,9 @@ from tests.conftest import assert_plugin_output, run_check
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "the following arguments are required: MODE"),
-        (["bogus"], "invalid choice: 'bogus'"),
+        ([], "no mode given: check_fastcgi MODE [options], MODE one of handshake, ping, status"),
+        (["bogus"], "unknown mode 'bogus': MODE is one of handshake, ping, status"),
+        (["-p", "9000"], "no mode given before -p: check_fastcgi MODE [options], MODE one of handshake"),
         (["handshake", "-p", "x"], "invalid port 'x': a number from 1 to 65535"),
         (["handshake", "-p", "70000"], "invalid port 70000"),
         (["handshake", "-s", "/x.sock", "-H", "h"], "-s/--socket excludes -H/--host and -p/--port"),

@@ -159,7 +159,7 @@ def test_pair_lengths(name_len: int, value_len: int, prefix: bytes) -> None:
 
 
 def test_pairs_round_trip_str_as_utf8() -> None:
-    pairs = [("SCRIPT_NAME", "/fpm-ping"), ("QUERY_STRING", "q=é"), ("EMPTY", "")]
+    pairs = [("SCRIPT_NAME", "/ping"), ("QUERY_STRING", "q=é"), ("EMPTY", "")]
     decoded = fcgi_wire.decode_pairs(fcgi_wire.encode_pairs(pairs))
     assert decoded == [(n.encode(), v.encode("utf-8")) for n, v in pairs]
 

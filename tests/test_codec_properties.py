@@ -10,11 +10,11 @@ import contextlib
 import os
 from typing import List, Tuple, Union
 
-from check_fastcgi.fpm_status import StatusPageError, parse_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fcgi_wire
+from check_fastcgi.fpm.status_page import StatusPageError, parse_status
 from fcgi_wire import NEED_DATA, Record, RecordDecoder, RemoteProtocolError
 
 settings.register_profile("default", max_examples=150, deadline=None)

@@ -1,5 +1,5 @@
-"""Failures with real sockets: each gives the state and the one line SPEC
-section 4 asks for, and returns on time."""
+"""Failures with real sockets: each gives the state and the one line the README
+states, and returns on time."""
 
 from __future__ import annotations
 
@@ -78,7 +78,10 @@ def test_server_that_never_answers_returns_by_the_deadline(family: str) -> None:
         outcome = run_check("handshake", *server.args, "-t", "2")
     assert_plugin_output(outcome)
     assert outcome.code == 2
-    assert "within 2s: connection accepted, but no worker answered (all busy?)" in outcome.first_line
+    assert (
+        "within 2s (-t): connection accepted, but nothing answered (every worker busy, or not a FastCGI server?)"
+        in outcome.first_line
+    )
     assert outcome.first_line.startswith("FASTCGI CRITICAL - no reply from ")
     assert 1.9 < outcome.elapsed < 2.5
 
@@ -101,7 +104,8 @@ def test_connect_timeout_reads_apart_from_a_busy_server() -> None:
         server.stop()
     assert outcome.code == 2
     assert (
-        outcome.first_line == f"FASTCGI CRITICAL - connect to 127.0.0.1:{server.port}: timed out after 0.5s"
+        outcome.first_line
+        == f"FASTCGI CRITICAL - connect to 127.0.0.1:{server.port}: timed out after 0.5s (--connect-timeout)"
     )
     assert outcome.elapsed < 1.5
 

@@ -1,6 +1,6 @@
 """A misbehaving server, every way we could think of, against every mode.
 
-For each behaviour the plugin must give the state SPEC section 4 asks
+For each behaviour the plugin must give the state the README promises
 for, one line naming the fault, no traceback, return within -t + 0.5 s,
 and stay within a bounded peak memory, measured from outside the process.
 """
@@ -113,7 +113,7 @@ def end_request(status: int = 0, body: Optional[bytes] = None) -> bytes:
 
 # (behaviour, {mode or "*": (exit code, regex the summary must match)})
 CLOSED = r"(connection closed before the reply was complete|connection reset by the server before the reply was complete)"
-TIMED_OUT_EMPTY = r"no reply from \S+ within 1s: connection accepted, but no worker answered \(all busy\?\)"
+TIMED_OUT_EMPTY = r"no reply from \S+ within 1s \(-t\): connection accepted, but nothing answered \(every worker busy, or not a FastCGI server\?\)"
 Expect = Dict[str, Tuple[int, str]]
 BEHAVIOURS: List[Tuple[str, servers.Handler, Expect]] = [
     ("silent", servers.silent, {"*": (2, TIMED_OUT_EMPTY)}),
@@ -158,7 +158,7 @@ BEHAVIOURS: List[Tuple[str, servers.Handler, Expect]] = [
     (
         "truncated-header-then-hangs",
         send(b"\x01\x06\x00", then_wait=True),
-        {"*": (2, r"reply from \S+ incomplete after 1s \(3 bytes received\)")},
+        {"*": (2, r"reply from \S+ incomplete after 1s \(-t\): 3 bytes received")},
     ),
     (
         "content-length-lies",
@@ -299,7 +299,7 @@ BEHAVIOURS: List[Tuple[str, servers.Handler, Expect]] = [
     (
         "drips-past-the-deadline",
         drip(good_reply, 0.05),
-        {"*": (2, r"reply from \S+ incomplete after 1s \(\d+ bytes received\)")},
+        {"*": (2, r"reply from \S+ incomplete after 1s \(-t\): \d+ bytes received")},
     ),
     (
         "byte-at-a-time",
@@ -402,7 +402,7 @@ def test_slowloris_connect_then_silence_is_bounded_by_connect_timeout() -> None:
 
 
 def test_a_full_page_of_10000_workers_fits_the_default_cap(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """SPEC: the default cap is enough for --full with 10,000 workers."""
+    """The default cap is enough for --full with 10,000 workers."""
     from tests.test_status_page import page, process  # noqa: PLC0415
 
     workers = [

@@ -139,7 +139,7 @@ def test_the_daemon_runs_the_checks(setup: tuple) -> None:
         daemon.wait(timeout=30)
     ping, status = seen["php-fpm-ping"], seen["php-fpm-status"]
     assert ping["SERVICESTATE"] == "OK", ping
-    assert ping["SERVICEOUTPUT"].startswith(f"FASTCGI OK - {pool.socket_path} /fpm-ping answered 200 OK")
+    assert ping["SERVICEOUTPUT"].startswith(f"FASTCGI OK - {pool.socket_path} /ping answered 200 OK")
     assert "size=4B;;;0" in ping["SERVICEPERFDATA"] and "time=" in ping["SERVICEPERFDATA"]
     assert status["SERVICESTATE"] == "OK", status
     assert status["SERVICEOUTPUT"].startswith("FASTCGI OK - pool www: ")

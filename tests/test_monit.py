@@ -110,7 +110,7 @@ def test_monit_runs_the_examples_then_sees_the_pool_fail(monit: tuple) -> None:
     status = monit_status(control)
     assert status["php-fpm-ping"]["last exit value"] == "0"
     assert re.match(
-        r"FASTCGI OK - \S+ /fpm-ping answered 200 OK in [\d.]+ ms: 'pong'",
+        r"FASTCGI OK - \S+ /ping answered 200 OK in [\d.]+ ms: 'pong'",
         status["php-fpm-ping"]["last output"],
     )
     assert status["php-fpm-pool"]["last output"].startswith("FASTCGI OK - pool www: ")

@@ -117,7 +117,7 @@ def test_the_daemon_runs_the_services(pool: FpmPool, tmp_path: Path) -> None:
     status = seen
     ping, pool_status = status["PHP-FPM ping"], status["PHP-FPM pool"]
     assert ping["current_state"] == "0", ping
-    assert ping["plugin_output"].startswith(f"FASTCGI OK - {pool.socket_path} /fpm-ping answered 200 OK")
+    assert ping["plugin_output"].startswith(f"FASTCGI OK - {pool.socket_path} /ping answered 200 OK")
     assert re.search(r"time=[\d.]+s;0.5;2;0", ping["performance_data"])
     assert pool_status["current_state"] == "0", pool_status
     assert pool_status["plugin_output"].startswith("FASTCGI OK - pool www: ")

@@ -1,4 +1,4 @@
-"""The packages stand on their own as SPEC section 1 and 8 say."""
+"""The packages stand on their own: fcgi_wire without nagiosplugin, the plugin as a command and a module."""
 
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ def test_handshake_does_not_import_other_modes() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     loaded = result.stdout.strip().splitlines()[-1]
-    assert "check_fastcgi.handshake" in loaded
-    assert "check_fastcgi.status" not in loaded and "check_fastcgi.ping" not in loaded
+    assert "check_fastcgi.modes.handshake" in loaded
+    assert "check_fastcgi.modes.status" not in loaded and "check_fastcgi.modes.ping" not in loaded
+    assert "check_fastcgi.fpm.status_page" not in loaded
 
 
 def test_python_dash_m_runs_the_plugin() -> None:

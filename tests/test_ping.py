@@ -18,9 +18,7 @@ def test_ping_ok(fpm_target: List[str]) -> None:
     outcome = run_check("ping", *fpm_target)
     assert_plugin_output(outcome)
     assert outcome.code == 0
-    assert re.match(
-        r"FASTCGI OK - \S+ /fpm-ping answered 200 OK in \d+\.\d ms: 'pong' \| ", outcome.first_line
-    )
+    assert re.match(r"FASTCGI OK - \S+ /ping answered 200 OK in \d+\.\d ms: 'pong' \| ", outcome.first_line)
     assert outcome.perfdata["size"] == "4B;;;0"
     assert re.fullmatch(r"\d+\.\d+s;;;0", outcome.perfdata["time"])
 
@@ -30,7 +28,7 @@ def test_ping_path_not_configured(fpm: FpmPool) -> None:
     assert outcome.code == 2
     assert outcome.summary == (
         f"FASTCGI CRITICAL - 127.0.0.1:{fpm.port} /no-ping-here: HTTP 404 Not Found, expected 200 "
-        "(FPM: Primary script unknown; check --script-filename): got 'File not found.\\x0a'"
+        "(FPM: Primary script unknown; check --path and --script-filename): got 'File not found.\\x0a'"
     )
 
 
@@ -40,7 +38,8 @@ def test_default_ping_path_missing_names_the_setting() -> None:
         outcome = run_check("ping", *server.args)
     assert outcome.code == 2
     assert (
-        "HTTP 404 Not Found, expected 200 (is ping.path = /fpm-ping set in the pool?)" in outcome.first_line
+        "HTTP 404 Not Found, expected 200 (is ping.path = /ping set in the pool? else give its path with --path)"
+        in outcome.first_line
     )
 
 
@@ -49,7 +48,7 @@ def test_expect_mismatch(fpm: FpmPool) -> None:
     assert outcome.code == 2
     assert (
         outcome.summary
-        == f"FASTCGI CRITICAL - {fpm.socket_path} /fpm-ping: body does not contain 'PONG': got 'pong'"
+        == f"FASTCGI CRITICAL - {fpm.socket_path} /ping: body does not contain 'PONG': got 'pong'"
     )
 
 
@@ -142,7 +141,7 @@ def test_health_script_status_and_stderr_do_not_change_state(fpm: FpmPool) -> No
 def test_response_time_thresholds(fpm: FpmPool) -> None:
     outcome = run_check("ping", *fpm.targets()["tcp"], "-w", "0.0000001")
     assert outcome.code == 1
-    assert re.search(r"/fpm-ping: response time [\d.e-]+s \(outside range 0:1e-07\)", outcome.first_line)
+    assert re.search(r"/ping: response time [\d.e-]+s \(outside range 0:1e-07\)", outcome.first_line)
 
 
 def test_overloaded_refusal_is_critical_by_name() -> None:
@@ -167,8 +166,8 @@ def test_all_workers_busy_times_out_with_the_reason(one_worker: FpmPool) -> None
     assert_plugin_output(outcome)
     assert outcome.code == 2
     assert outcome.first_line == (
-        f"FASTCGI CRITICAL - no reply from 127.0.0.1:{one_worker.port} within 1s: "
-        "connection accepted, but no worker answered (all busy?)"
+        f"FASTCGI CRITICAL - no reply from 127.0.0.1:{one_worker.port} within 1s (-t): "
+        "connection accepted, but nothing answered (every worker busy, or not a FastCGI server?)"
     )
     assert outcome.elapsed < 1.5
 

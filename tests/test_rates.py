@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from check_fastcgi import rates as rates_module
+
+from check_fastcgi.fpm import rates as rates_module
 
 COUNTERS = {"accepted_conn": 100, "max_children_reached": 1, "slow_requests": 0}
 

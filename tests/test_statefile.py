@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from check_fastcgi.rates import default_state_dir, rates, state_file_name
-from check_fastcgi.statefile import MAX_BYTES, StateFileError, open_state
 
+from check_fastcgi.fpm.rates import default_state_dir, rates, state_file_name
+from check_fastcgi.statefile import MAX_BYTES, StateFileError, open_state
 from tests.fpm import wait_until
 
 COUNTERS = {"accepted_conn": 100, "max_children_reached": 1, "slow_requests": 0}

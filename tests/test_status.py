@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from check_fastcgi.rates import state_file_name
 
+from check_fastcgi.fpm.rates import state_file_name
 from tests.conftest import assert_plugin_output, run_check
 from tests.fpm import FpmPool, SlowRequest
 
@@ -118,16 +118,16 @@ def test_status_page_not_enabled_is_unknown_with_the_fix(pool: FpmPool) -> None:
     assert outcome.code == 3
     assert outcome.first_line == (
         f"FASTCGI UNKNOWN - no status page at 127.0.0.1:{pool.port} /fpm-status (HTTP 404): "
-        "is pm.status_path = /fpm-status set in the pool?"
+        "is pm.status_path = /fpm-status set in the pool? else give its path with --path"
     )
 
 
 def test_not_a_status_page_is_unknown(pool: FpmPool) -> None:
-    outcome = run_check(*status(pool, "--path", "/fpm-ping"))
+    outcome = run_check(*status(pool, "--path", "/ping"))
     assert outcome.code == 3
     assert (
         outcome.first_line
-        == f"FASTCGI UNKNOWN - 127.0.0.1:{pool.port} /fpm-ping is not a PHP-FPM status page (not JSON): 'pong'"
+        == f"FASTCGI UNKNOWN - 127.0.0.1:{pool.port} /ping is not a PHP-FPM status page (not JSON): 'pong'"
     )
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from check_fastcgi.fpm_status import StatusPageError, parse_status
 
+from check_fastcgi.fpm.status_page import StatusPageError, parse_status
 from tests import servers
 from tests.conftest import assert_plugin_output, run_check
 

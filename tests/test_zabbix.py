@@ -57,8 +57,8 @@ def test_status_item(agent: tuple) -> None:
 @pytest.mark.parametrize(
     ("key", "summary"),
     [
-        ("fastcgi.ping[127.0.0.1,{port}]", "/fpm-ping answered 200 OK"),
-        ("fastcgi.ping.socket[{socket}]", "/fpm-ping answered 200 OK"),
+        ("fastcgi.ping[127.0.0.1,{port}]", "/ping answered 200 OK"),
+        ("fastcgi.ping.socket[{socket}]", "/ping answered 200 OK"),
         ("fastcgi.status.socket[{socket}]", "pool www-unix:"),
         ("fastcgi.handshake[127.0.0.1,{port}]", "answered FCGI_GET_VALUES"),
     ],

@@ -48,7 +48,7 @@ def test_all_modes_from_the_single_file(python: str, pyz: Path, pool: FpmPool, t
     env = {"PATH": "/usr/bin:/bin", "XDG_STATE_HOME": str(tmp_path)}
     for mode, expected in [
         ("handshake", "answered FCGI_GET_VALUES"),
-        ("ping", "/fpm-ping answered 200 OK"),
+        ("ping", "/ping answered 200 OK"),
         ("status", "pool www:"),
     ]:
         done = subprocess.run(

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+
+from fcgi_wire._values import TYPE_CHECKING, Value
+
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 #: JSON key -> metric name, for the pool-wide figures.
 POOL_FIELDS = {
@@ -49,8 +52,7 @@ class StatusPageError(ValueError):
     """The body is not a PHP-FPM JSON status page."""
 
 
-@dataclass(frozen=True)
-class Process:
+class Process(Value):
     pid: int
     state: str
     request_duration: float  # seconds
@@ -58,14 +60,13 @@ class Process:
     request_uri: str
 
 
-@dataclass(frozen=True)
-class PoolStatus:
+class PoolStatus(Value):
     pool: str
     process_manager: str
     start_time: int
     figures: Dict[str, int]
+    repairs: List[str]
     processes: Optional[List[Process]] = None  # None: not asked for, or unreadable
-    repairs: List[str] = field(default_factory=list)
 
 
 def _escape_raw(match: re.Match[str]) -> str:
@@ -127,9 +128,10 @@ def _processes(raw: Any, repairs: List[str]) -> Optional[List[Process]]:
         if duration >= _WRAPPED:
             repairs.append(f"request duration of pid {entry.get('pid')} wrapped around; counted as 0")
             duration = 0
+        pid = entry.get("pid")
         processes.append(
             Process(
-                pid=entry.get("pid") if isinstance(entry.get("pid"), int) else 0,
+                pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else 0,
                 state=str(entry.get("state", "-")),
                 request_duration=duration / 1_000_000,
                 request_method=str(entry.get("request method", "-")),

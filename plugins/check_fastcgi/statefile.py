@@ -27,11 +27,14 @@ import errno
 import fcntl
 import json
 import os
-import secrets
 import stat
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+
+from fcgi_wire._values import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 #: Our own state documents are a few hundred bytes.
 MAX_BYTES = 64 * 1024
@@ -105,7 +108,7 @@ class StateFile:
         if not self._may_replace:  # pragma: no cover - _read raised already
             raise StateFileError(f"state file {self.path} is not ours to replace")
         body = json.dumps({FORMAT_KEY: FORMAT_VERSION, **document}, allow_nan=False).encode()
-        temporary = f".{self.name}.{secrets.token_hex(6)}.tmp"
+        temporary = f".{self.name}.{os.urandom(6).hex()}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(temporary, flags, 0o600, dir_fd=self._dir_fd)
         try:

@@ -15,9 +15,13 @@ import pwd
 import re
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
 
-from .statefile import StateFileError, open_state
+from fcgi_wire._values import TYPE_CHECKING
+
+from ..statefile import StateFileError, open_state
+
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Tuple
 
 COUNTERS = ("accepted_conn", "max_children_reached", "slow_requests")
 

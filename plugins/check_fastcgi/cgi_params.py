@@ -4,9 +4,13 @@ name, never the plugin's own environment (cgi-fcgi's classic mistake)."""
 from __future__ import annotations
 
 import argparse
-from typing import Dict, List, Optional, Sequence, Tuple
+
+from fcgi_wire._values import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Sequence, Tuple
 
 
 def param_pair(text: str) -> Tuple[str, str]:
@@ -49,8 +53,3 @@ def build_params(
         params["CONTENT_TYPE"] = "application/x-www-form-urlencoded"
     params.update(extra)
     return params
-
-
-def describe_params(params: Dict[str, str]) -> List[str]:
-    """For -vv: the parameters as sent."""
-    return [f"param: {name}={value}" for name, value in params.items()]

@@ -7,39 +7,58 @@ Monitoring Plugins guidelines ask.
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import os
-import sys
 import time
-from types import ModuleType
-from typing import Dict, List, NoReturn, Optional, Sequence
 
-from . import __version__, report
-
+#: The anchor of the deadline: -t counts from here, start-up included.
 STARTED = time.monotonic()
 
-#: The modes, each a module of this package that provides HELP,
-#: DESCRIPTION, PERFDATA, add_arguments(parser) and build_check(...), and
-#: may provide check_arguments(args) -> an error text or None.
-MODES = ("handshake", "ping", "status")
+import sys  # noqa: E402 - after STARTED, on purpose
+
+from . import runner  # noqa: E402
+
+# Before anything slow: until now a stop signal ends us without a word.
+runner.catch_stop_signals()
+
+import argparse  # noqa: E402
+
+from fcgi_wire._values import TYPE_CHECKING  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .modes import NAMES  # noqa: E402
+from .output import FORMATS, Output, requested_format  # noqa: E402
+from .target import UsageError  # noqa: E402
+
+if TYPE_CHECKING:
+    from typing import Dict, List, NoReturn, Optional, Sequence
+
+    from .modes import Mode
 
 TIMEOUT_STATES = ("warning", "critical", "unknown")
 UNKNOWN_EXIT = 3
+_HELP_OR_VERSION = ("-h", "--help", "-V", "--version")
 
 
 class PluginArgumentParser(argparse.ArgumentParser):
     """argparse, but every message on stdout and every exit a plugin exit."""
 
+    def __init__(self, *args: object, output: Output, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.output = output
+
     def error(self, message: str) -> NoReturn:
-        report.end("UNKNOWN", f"{self.prog}: {message} (see --help)")
+        text = self.output.early("UNKNOWN", f"{self.prog}: {message} (see --help)")
+        runner.finish(text, self.output.exit_code("UNKNOWN"))
 
     def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
         # --help and --version exit 3 like every Monitoring Plugin.
-        super().exit(status or UNKNOWN_EXIT, message)
+        if message:
+            self._print_message(message)
+        runner.finish("", status or UNKNOWN_EXIT)
 
     def _print_message(self, message: str, file: object = None) -> None:
-        super()._print_message(message, sys.stdout)
+        if message:
+            sys.stdout.write(message)
 
 
 def _seconds(text: str) -> float:
@@ -53,10 +72,9 @@ def _seconds(text: str) -> float:
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not text.strip().isdecimal() or len(text) > 12:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a whole number")
+    value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be at least 1")
     return value
@@ -66,8 +84,8 @@ def _version() -> str:
     return f"check_fastcgi {__version__} (Python {sys.version.split()[0]})"
 
 
-def _common_options() -> argparse.ArgumentParser:
-    common = PluginArgumentParser(add_help=False)
+def _common_options(output: Output) -> PluginArgumentParser:
+    common = PluginArgumentParser(add_help=False, output=output)
     target = common.add_argument_group("target")
     target.add_argument(
         "-H", "--host", help="name, IPv4 or IPv6 address, or a socket path (default 127.0.0.1)"
@@ -106,7 +124,7 @@ def _common_options() -> argparse.ArgumentParser:
     limits.add_argument("-v", "--verbose", action="count", default=0, help="more output; repeat up to -vvv")
     limits.add_argument(
         "--format",
-        choices=("nagios", "json"),
+        choices=FORMATS,
         default="nagios",
         help="nagios: status line and perfdata; json: one document with state and metrics, exit 0 (Zabbix)",
     )
@@ -115,90 +133,98 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
-def _perfdata_epilog(modules: Dict[str, ModuleType]) -> str:
+def _perfdata_epilog(modes: Dict[str, Mode]) -> str:
     sections = []
-    for mode, module in modules.items():
-        lines = [f"perfdata labels of {mode}:"]
-        for label, uom, text in module.PERFDATA:
+    for name, mode in modes.items():
+        lines = [f"perfdata labels of {name}:"]
+        for label, uom, text in mode.perfdata:
             unit = f" ({uom})" if uom else ""
             lines.append(f"  {label:<26} {text}{unit}")
         sections.append("\n".join(lines))
     return "\n\n".join(sections)
 
 
-def build_parser(modes: Sequence[str]) -> argparse.ArgumentParser:
-    """A parser that knows the given modes (importing only those)."""
-    modules = {mode: importlib.import_module(f".{mode}", __package__) for mode in modes}
+def build_parser(modes: Dict[str, Mode], output: Output) -> PluginArgumentParser:
+    """A parser that knows the given modes."""
     parser = PluginArgumentParser(
         prog="check_fastcgi",
         description="Checks a FastCGI server (PHP-FPM and others) by speaking FastCGI to it.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run 'check_fastcgi MODE --help' for a mode's options.\n\n" + _perfdata_epilog(modules),
+        epilog="Run 'check_fastcgi MODE --help' for a mode's options.\n\n" + _perfdata_epilog(modes),
+        output=output,
     )
     parser.add_argument("-V", "--version", action="version", version=_version())
     subparsers = parser.add_subparsers(dest="mode", metavar="MODE", title="modes")
     subparsers.required = True
-    common = _common_options()
-    for mode, module in modules.items():
+    common = _common_options(output)
+    for name, mode in modes.items():
         sub = subparsers.add_parser(
-            mode,
-            help=module.HELP,
-            description=module.DESCRIPTION,
-            epilog=_perfdata_epilog({mode: module}),
+            name,
+            help=mode.help,
+            description=mode.description,
+            epilog=_perfdata_epilog({name: mode}),
             parents=[common],
             add_help=False,
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            prog=f"check_fastcgi {mode}",
+            prog=f"check_fastcgi {name}",
+            output=output,
         )
-        module.add_arguments(sub)
-        sub.set_defaults(module=module)
+        mode.add_arguments(sub)
     return parser
 
 
-def _modes_to_load(argv: Sequence[str]) -> List[str]:
-    if argv and argv[0] in MODES:
-        return [argv[0]]
-    return list(MODES)  # help, version or a usage error: show them all
+def _load(names: Sequence[str]) -> Dict[str, Mode]:
+    from .modes import load  # noqa: PLC0415
+
+    return {name: load(name) for name in names}
 
 
-def _run(argv: List[str]) -> NoReturn:
-    # Imported here, after STARTED: loading nagiosplugin and fcgi_wire takes
-    # tens of milliseconds, and -t counts them.
+def _missing_mode(argv: Sequence[str]) -> Optional[str]:
+    """What is wrong when the first word is not a mode, or None."""
+    modes = ", ".join(NAMES)
+    if not argv:
+        return f"no mode given: check_fastcgi MODE [options], MODE one of {modes}"
+    first = argv[0]
+    if first in NAMES or first in _HELP_OR_VERSION:
+        return None
+    if first.startswith("-"):
+        return f"no mode given before {first}: check_fastcgi MODE [options], MODE one of {modes}"
+    return f"unknown mode {first[:40]!r}: MODE is one of {modes}"
+
+
+def _run(argv: List[str], output: Output) -> NoReturn:
+    # Imported here, after STARTED and the signal handlers: loading
+    # nagiosplugin and fcgi_wire takes milliseconds, and -t counts them.
     from fcgi_wire import DEFAULT_MAX_REPLY_BYTES  # noqa: PLC0415
 
-    from . import runner, target  # noqa: PLC0415
+    from .target import Limits, Target, parse_address  # noqa: PLC0415
 
-    parser = build_parser(_modes_to_load(argv))
-    args = parser.parse_args(argv)
-    runner.VERBOSITY = args.verbose
-    mode_check = getattr(args.module, "check_arguments", None)
-    problem = mode_check(args) if mode_check else None
+    problem = _missing_mode(argv)
     if problem:
+        parser = build_parser({}, output)
         parser.error(problem)
+    modes = _load([argv[0]] if argv[0] in NAMES else NAMES)
+    parser = build_parser(modes, output)
+    args = parser.parse_args(argv)
+    output.verbosity = args.verbose
+    mode = modes[args.mode]
     try:
-        port = None if args.port is None else target.check_port(args.port)
-        address = target.parse_address(args.host, port, args.socket)
-    except target.UsageError as exc:
+        options = mode.options(args)
+        address = parse_address(args.host, args.port, args.socket)
+    except UsageError as exc:
         parser.error(str(exc))
-    where = target.Target(
-        address=address,
+    limits = Limits(
         timeout=args.timeout,
-        started=STARTED,
+        deadline=STARTED + args.timeout,
         connect_timeout=args.connect_timeout,
         max_reply_bytes=args.max_reply_bytes or DEFAULT_MAX_REPLY_BYTES,
+        timeout_state=args.timeout_state,
     )
-    runner.run(args, where)
+    target = Target(address, limits)
+    runner.run(mode.check(options, target), output, target, args.mode)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
-    from . import runner  # noqa: PLC0415 - after STARTED, as in _run
-
     arguments = list(sys.argv[1:] if argv is None else argv)
-    report.FORMAT = report.format_from_argv(arguments)
-    try:
-        runner.guarded(_run, arguments)
-    except BrokenPipeError:
-        # Whoever read our stdout is gone: nothing left to say, and the
-        # interpreter's final flush must not print a traceback either.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(3)
+    output = Output(requested_format(arguments))
+    runner.guarded(output, lambda: _run(arguments, output))

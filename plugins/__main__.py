@@ -1,3 +1,0 @@
-from check_fastcgi.cli import main
-
-main()

@@ -1,0 +1,5 @@
+"""``python -m check_fastcgi``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""The modes. Each is a module here holding ``MODE``, an instance of a
+``Mode`` subclass; the command line imports only the module it needs.
+
+To add a mode: write ``modes/NAME.py`` with a Mode subclass (its help
+texts, perfdata labels, arguments, frozen options built from argparse, and
+a nagiosplugin Check built from those options and a Target), then add NAME
+to ``NAMES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from fcgi_wire._values import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Sequence, Tuple
+
+    import nagiosplugin
+
+    from ..target import Target
+
+NAMES = ("handshake", "ping", "status")
+
+
+class Mode:
+    """What the command line needs of a mode."""
+
+    name: str
+    help: str
+    description: str
+    #: (label, uom, meaning) of every perfdata label, for --help.
+    perfdata: Sequence[Tuple[str, str, str]]
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """The mode's own options (target and limits are common to all)."""
+        raise NotImplementedError
+
+    def options(self, args: argparse.Namespace) -> Any:
+        """The mode's frozen options, built from the parsed command line;
+        raises target.UsageError for a combination the parser cannot see.
+        Only here is the Namespace read."""
+        raise NotImplementedError
+
+    def check(self, options: Any, target: Target) -> nagiosplugin.Check:
+        """The check to run."""
+        raise NotImplementedError
+
+
+def load(name: str) -> Mode:
+    mode: Mode = importlib.import_module(f"{__name__}.{name}").MODE
+    return mode

@@ -1,0 +1,55 @@
+"""What the modes share: response-time thresholds and the summary rules."""
+
+from __future__ import annotations
+
+import nagiosplugin
+
+from fcgi_wire._values import TYPE_CHECKING
+
+from ..failures import Failure
+
+if TYPE_CHECKING:
+    import argparse
+    from typing import List, Optional
+
+
+def add_response_time_thresholds(group: argparse._ArgumentGroup) -> None:
+    """-w/-c as ranges on the response time in seconds (handshake, ping)."""
+    for short, long in (("-w", "--warning"), ("-c", "--critical")):
+        group.add_argument(
+            short, long, metavar="RANGE", type=nagiosplugin.Range, help="response time in seconds"
+        )
+
+
+def response_time_context(
+    warning: Optional[nagiosplugin.Range] = None, critical: Optional[nagiosplugin.Range] = None
+) -> nagiosplugin.ScalarContext:
+    return nagiosplugin.ScalarContext("time", warning, critical, fmt_metric="response time {valueunit}")
+
+
+def failure_of(result: nagiosplugin.Result) -> Optional[Failure]:
+    """The failure a result reports, if it is one."""
+    value = result.metric.value if result.metric is not None else None
+    return value if isinstance(value, Failure) else None
+
+
+class FastCGISummary(nagiosplugin.Summary):
+    """A failure speaks for itself; a threshold breach is prefixed with the
+    target so a pager message says where. Summaries keep no state: the
+    resource a result came from is ``result.resource``."""
+
+    def problem(self, results: nagiosplugin.Results) -> str:
+        result = results.first_significant
+        if failure_of(result) is not None:
+            return str(result.hint)
+        return f"{result.resource.target}: {result}"
+
+    def verbose(self, results: nagiosplugin.Results) -> List[str]:
+        lines: List[str] = []
+        for result in results:
+            failure = failure_of(result)
+            if failure is not None:
+                lines.extend(failure.details)
+            elif result.state != nagiosplugin.Ok:
+                lines.append(f"{result.state}: {result}")
+        return lines
