@@ -56,6 +56,9 @@ fuzz: venv
 zipapp: venv
 	$(BIN)/python tools/build-zipapp
 
-# Wall time of real checks against a throwaway pool (not part of `make test`).
-bench: system-packages venv
-	$(BIN)/python tools/bench-check 21
+# What a check costs against a throwaway pool, next to the floor and
+# cgi-fcgi; the library against a raw socket (not part of `make test`).
+BENCH_PACKAGES := 'php-fpm:php-fpm[0-9]*' libfcgi-bin:cgi-fcgi time:time hyperfine:hyperfine
+bench: venv
+	tools/system-packages $(BENCH_PACKAGES)
+	$(BIN)/python tools/bench

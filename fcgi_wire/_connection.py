@@ -65,6 +65,10 @@ DEFAULT_MAX_REPLY_BYTES = 8 * 1024 * 1024
 #: How many of the first bytes received a connection keeps for diagnosis.
 HEAD_BYTES = 64
 
+#: Record types by number: a dict lookup, cheaper per record than calling
+#: the enum (and no exception for the numbers it does not know).
+_RECORD_TYPES = {int(kind): kind for kind in RecordType}
+
 
 class State(enum.Enum):
     IDLE = "idle"  # nothing sent yet, or everything answered
@@ -177,24 +181,22 @@ class Connection:
     def _interpret(self, record: Record) -> Optional[Event]:
         """The event a record stands for; None for the empty record that ends
         a stream, which carries nothing to deliver."""
-        try:
-            kind = RecordType(record.type)
-        except ValueError:
-            raise RemoteProtocolError(f"unknown record type {record.type}") from None
-        label = kind.label
+        kind = _RECORD_TYPES.get(record.type)
+        if kind is None:
+            raise RemoteProtocolError(f"unknown record type {record.type}")
         if kind in CLIENT_RECORD_TYPES:
-            raise RemoteProtocolError(f"server sent {label}, a record only clients send")
+            raise RemoteProtocolError(f"server sent {kind.label}, a record only clients send")
         if kind in MANAGEMENT_RECORD_TYPES:
-            return self._management(record, label)
+            return self._management(record, kind.label)
         if record.request_id != self.request_id:
             raise RemoteProtocolError(
-                f"{label} record for request id {record.request_id}, expected {self.request_id}"
+                f"{kind.label} record for request id {record.request_id}, expected {self.request_id}"
             )
         if not self._request_open:
-            raise RemoteProtocolError(f"{label} record for a request that is not open")
-        if kind == RecordType.STDOUT:
+            raise RemoteProtocolError(f"{kind.label} record for a request that is not open")
+        if kind is RecordType.STDOUT:
             return Stdout(record.content) if record.content else None
-        if kind == RecordType.STDERR:
+        if kind is RecordType.STDERR:
             return Stderr(record.content) if record.content else None
         return self._end_request(record)
 

@@ -29,14 +29,18 @@ def _encode_length(length: int) -> bytes:
 
 def encode_pairs(pairs: Iterable[Tuple[Text, Text]]) -> bytes:
     """Encode pairs; str is sent as UTF-8."""
-    out = bytearray()
+    out = []
     for name, value in pairs:
-        raw_name, raw_value = as_bytes(name), as_bytes(value)
-        out += _encode_length(len(raw_name))
-        out += _encode_length(len(raw_value))
-        out += raw_name
-        out += raw_value
-    return bytes(out)
+        raw_name = name.encode("utf-8") if isinstance(name, str) else bytes(name)
+        raw_value = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        name_length, value_length = len(raw_name), len(raw_value)
+        if name_length < 0x80 and value_length < 0x80:
+            out.append(bytes((name_length, value_length)))
+        else:
+            out.append(_encode_length(name_length) + _encode_length(value_length))
+        out.append(raw_name)
+        out.append(raw_value)
+    return b"".join(out)
 
 
 def _read_length(data: bytes, pos: int, what: str) -> Tuple[int, int]:

@@ -46,6 +46,9 @@ def encode_record(
 def encode_stream(record_type: int, request_id: int, data: bytes, *, terminate: bool = True) -> bytes:
     """A stream (PARAMS, STDIN, ...) split into records of at most 65535
     bytes, followed by the empty record that ends it when ``terminate``."""
+    if len(data) <= MAX_CONTENT:  # the common case: one record (or none) and the end
+        first = encode_record(record_type, request_id, data) if data else b""
+        return first + encode_record(record_type, request_id) if terminate else first
     view = memoryview(data)
     parts = [
         encode_record(record_type, request_id, bytes(view[start : start + MAX_CONTENT]))

@@ -28,17 +28,12 @@ FCGI_MPXS_CONNS = "FCGI_MPXS_CONNS"
 MANAGEMENT_NAMES = (FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS)
 
 
-class _Labelled:
+def _label(member: enum.IntEnum) -> str:
     """The spec's own spelling of a constant: FCGI_ plus the member name."""
-
-    name: str
-
-    @property
-    def label(self) -> str:
-        return f"FCGI_{self.name}"
+    return f"FCGI_{member.name}"
 
 
-class RecordType(_Labelled, enum.IntEnum):
+class RecordType(enum.IntEnum):
     """Section 8: record types."""
 
     BEGIN_REQUEST = 1
@@ -52,6 +47,12 @@ class RecordType(_Labelled, enum.IntEnum):
     GET_VALUES = 9
     GET_VALUES_RESULT = 10
     UNKNOWN_TYPE = 11
+
+    # Not a mixin class: an enum with a mixin costs half as much again to
+    # create, and every check creates these at start-up.
+    @property
+    def label(self) -> str:
+        return _label(self)
 
 
 #: Records only a client sends; a server sending one is a protocol error.
@@ -80,13 +81,17 @@ class Role(enum.IntEnum):
     FILTER = 3
 
 
-class ProtocolStatus(_Labelled, enum.IntEnum):
+class ProtocolStatus(enum.IntEnum):
     """Section 5.5: protocolStatus of FCGI_END_REQUEST."""
 
     REQUEST_COMPLETE = 0
     CANT_MPX_CONN = 1
     OVERLOADED = 2
     UNKNOWN_ROLE = 3
+
+    @property
+    def label(self) -> str:
+        return _label(self)
 
 
 #: Section 5.1: flags of FCGI_BEGIN_REQUEST.

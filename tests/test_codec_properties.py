@@ -158,6 +158,18 @@ def test_pair_decoder_total(content: bytes) -> None:
         fcgi_wire.decode_pairs(content)
 
 
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"a", b":", b" "]), max_size=40).map(b"".join))
+def test_header_end_finds_what_the_pattern_would(stdout: bytes) -> None:
+    """The CGI header split finds the blank line with str.find, not a
+    regex (compiling one costs every check's start-up): the same place."""
+    import re  # noqa: PLC0415
+
+    from fcgi_wire._response import _header_end  # noqa: PLC0415
+
+    match = re.search(rb"\r?\n\r?\n", stdout)
+    assert _header_end(stdout, len(stdout)) == (match.span() if match else None)
+
+
 @given(st.binary(max_size=500))
 def test_cgi_parser_total(stdout: bytes) -> None:
     try:

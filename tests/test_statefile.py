@@ -336,16 +336,21 @@ def test_state_file_names_never_collide() -> None:
     one = state_file_name("/run/a_b.sock", "/status", "www")
     other = state_file_name("/run/a/b.sock", "/status", "www")
     assert one != other
-    assert one.startswith("status-run_a_b.sock-www-") and one.endswith(".json")
-    assert "/" not in state_file_name("h:9000", "/../../etc", "../x") and len(one) < 200
+    assert one == "status-_2frun_2fa_5fb.sock-_2fstatus-www.json"
+    assert other == "status-_2frun_2fa_2fb.sock-_2fstatus-www.json"
+    assert state_file_name("127.0.0.1:9000", "/status", "www") == "status-127.0.0.1:9000-_2fstatus-www.json"
+    assert "/" not in state_file_name("h:9000", "/../../etc", "../x")
+    long = state_file_name("/" + "x" * 300, "/status", "www")
+    assert len(long) < 255 and long.endswith(".json") and "/" not in long
+    assert long != state_file_name("/" + "x" * 301, "/status", "www")
 
 
 def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    assert default_state_dir() == tmp_path / "check_fastcgi"
+    assert default_state_dir() == f"{tmp_path}/check_fastcgi"
     monkeypatch.setenv("XDG_STATE_HOME", "relative/path")  # ignored, as the XDG spec says
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert default_state_dir() == tmp_path / ".local" / "state" / "check_fastcgi"
+    assert default_state_dir() == f"{tmp_path}/.local/state/check_fastcgi"
     monkeypatch.delenv("XDG_STATE_HOME")
     monkeypatch.setenv("HOME", "/")
-    assert default_state_dir() == Path(f"/var/tmp/check_fastcgi-{os.geteuid()}")
+    assert default_state_dir() == f"/var/tmp/check_fastcgi-{os.geteuid()}"

@@ -21,6 +21,14 @@ runner.catch_stop_signals()
 
 import argparse  # noqa: E402
 
+# argparse asks gettext for each message it builds; every ask imports
+# locale and searches the disk for a catalogue of the default domain, which
+# Python does not ship: about 2 ms of every check, for nothing. The plugin
+# speaks English (engines parse what it prints), so this one-shot command
+# line takes its messages as written.
+argparse._ = lambda message: message  # type: ignore[attr-defined]
+argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
+
 from fcgi_wire._values import TYPE_CHECKING  # noqa: E402
 
 from . import __version__  # noqa: E402
@@ -29,7 +37,7 @@ from .output import FORMATS, Output, requested_format  # noqa: E402
 from .target import UsageError  # noqa: E402
 
 if TYPE_CHECKING:
-    from typing import Dict, List, NoReturn, Optional, Sequence
+    from typing import Any, Dict, List, NoReturn, Optional, Sequence
 
     from .modes import Mode
 
@@ -84,15 +92,14 @@ def _version() -> str:
     return f"check_fastcgi {__version__} (Python {sys.version.split()[0]})"
 
 
-def _common_options(output: Output) -> PluginArgumentParser:
-    common = PluginArgumentParser(add_help=False, output=output)
-    target = common.add_argument_group("target")
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_argument_group("target")
     target.add_argument(
         "-H", "--host", help="name, IPv4 or IPv6 address, or a socket path (default 127.0.0.1)"
     )
     target.add_argument("-p", "--port", help="TCP port (default 9000)")
     target.add_argument("-s", "--socket", metavar="PATH", help="Unix domain socket; excludes -H and -p")
-    limits = common.add_argument_group("limits and output")
+    limits = parser.add_argument_group("limits and output")
     limits.add_argument(
         "-t",
         "--timeout",
@@ -130,7 +137,6 @@ def _common_options(output: Output) -> PluginArgumentParser:
     )
     limits.add_argument("-V", "--version", action="version", version=_version())
     limits.add_argument("-h", "--help", action="help", help="show this help")
-    return common
 
 
 def _perfdata_epilog(modes: Dict[str, Mode]) -> str:
@@ -144,8 +150,27 @@ def _perfdata_epilog(modes: Dict[str, Mode]) -> str:
     return "\n\n".join(sections)
 
 
+def _mode_parser_settings(name: str, mode: Mode) -> Dict[str, Any]:
+    return {
+        "description": mode.description,
+        "epilog": _perfdata_epilog({name: mode}),
+        "add_help": False,
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+        "prog": f"check_fastcgi {name}",
+    }
+
+
+def build_mode_parser(name: str, mode: Mode, output: Output) -> PluginArgumentParser:
+    """The parser of one mode, for ``check_fastcgi MODE ...``: all a check
+    needs, and cheaper to build than the whole tree."""
+    parser = PluginArgumentParser(output=output, **_mode_parser_settings(name, mode))
+    _add_common_options(parser)
+    mode.add_arguments(parser)
+    return parser
+
+
 def build_parser(modes: Dict[str, Mode], output: Output) -> PluginArgumentParser:
-    """A parser that knows the given modes."""
+    """A parser that knows the given modes: for help and usage errors."""
     parser = PluginArgumentParser(
         prog="check_fastcgi",
         description="Checks a FastCGI server (PHP-FPM and others) by speaking FastCGI to it.",
@@ -156,19 +181,9 @@ def build_parser(modes: Dict[str, Mode], output: Output) -> PluginArgumentParser
     parser.add_argument("-V", "--version", action="version", version=_version())
     subparsers = parser.add_subparsers(dest="mode", metavar="MODE", title="modes")
     subparsers.required = True
-    common = _common_options(output)
     for name, mode in modes.items():
-        sub = subparsers.add_parser(
-            name,
-            help=mode.help,
-            description=mode.description,
-            epilog=_perfdata_epilog({name: mode}),
-            parents=[common],
-            add_help=False,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            prog=f"check_fastcgi {name}",
-            output=output,
-        )
+        sub = subparsers.add_parser(name, help=mode.help, output=output, **_mode_parser_settings(name, mode))
+        _add_common_options(sub)
         mode.add_arguments(sub)
     return parser
 
@@ -203,11 +218,13 @@ def _run(argv: List[str], output: Output) -> NoReturn:
     if problem:
         parser = build_parser({}, output)
         parser.error(problem)
-    modes = _load([argv[0]] if argv[0] in NAMES else NAMES)
-    parser = build_parser(modes, output)
-    args = parser.parse_args(argv)
+    if argv[0] not in NAMES:  # -h or -V: the whole tree
+        build_parser(_load(NAMES), output).parse_args(argv)
+    name = argv[0]
+    mode = _load([name])[name]
+    parser = build_mode_parser(name, mode, output)
+    args = parser.parse_args(argv[1:])
     output.verbosity = args.verbose
-    mode = modes[args.mode]
     try:
         options = mode.options(args)
         address = parse_address(args.host, args.port, args.socket)
@@ -221,7 +238,7 @@ def _run(argv: List[str], output: Output) -> NoReturn:
         timeout_state=args.timeout_state,
     )
     target = Target(address, limits)
-    runner.run(mode.check(options, target), output, target, args.mode)
+    runner.run(mode.check(options, target), output, target, name)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> NoReturn:

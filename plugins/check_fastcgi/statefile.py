@@ -29,12 +29,13 @@ import json
 import os
 import stat
 import time
-from pathlib import Path
 
 from fcgi_wire._values import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, List, Optional, Union
+
+    StrPath = Union[str, "os.PathLike[str]"]
 
 #: Our own state documents are a few hundred bytes.
 MAX_BYTES = 64 * 1024
@@ -58,10 +59,10 @@ class StateFileError(Exception):
 class StateFile:
     """An open, locked state file; use through ``open_state``."""
 
-    def __init__(self, dir_fd: int, path: Path, private_dir: bool) -> None:
+    def __init__(self, dir_fd: int, path: str, private_dir: bool) -> None:
         self._dir_fd = dir_fd
         self.path = path
-        self.name = path.name
+        self.name = os.path.basename(path)
         self._private_dir = private_dir
         #: Why ``document`` is None although a file was there, if so.
         self.problem: Optional[str] = None
@@ -135,7 +136,7 @@ def _check_file(info: os.stat_result, what: str) -> None:
         raise StateFileError(f"{what} has {info.st_nlink} hard links; refusing a file that may be another's")
 
 
-def _check_directory(info: os.stat_result, directory: Path) -> None:
+def _check_directory(info: os.stat_result, directory: str) -> None:
     if not stat.S_ISDIR(info.st_mode):  # pragma: no cover - O_DIRECTORY saw to it
         raise StateFileError(f"state directory {directory} is not a directory")
     if info.st_uid not in (os.geteuid(), 0):
@@ -175,12 +176,12 @@ def _parse(data: bytes) -> Optional[Dict[str, Any]]:
     return document if isinstance(document, dict) else None
 
 
-def _lock(dir_fd: int, path: Path, deadline: float) -> int:
+def _lock(dir_fd: int, path: str, deadline: float) -> int:
     """A private lock file beside the state file, locked without blocking
     past ``deadline`` (time.monotonic()). The state file itself cannot be
     the lock: it is replaced by rename, so a waiter would lock the old one."""
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    lock = f"{path.name}.lock"
+    lock = f"{os.path.basename(path)}.lock"
     try:
         fd = os.open(lock, flags, 0o600, dir_fd=dir_fd)
     except OSError as exc:
@@ -213,18 +214,23 @@ class open_state:
     in it is ours to replace.
     """
 
-    def __init__(self, path: Path, *, deadline: float, private_dir: bool = False) -> None:
-        self.path = path
+    def __init__(self, path: StrPath, *, deadline: float, private_dir: bool = False) -> None:
+        self.path = os.fspath(path)
         self.deadline = deadline
         self.private_dir = private_dir
         self._fds: List[int] = []
 
     def __enter__(self) -> StateFile:
-        directory, name = self.path.parent, self.path.name
-        if not name or name in (".", ".."):
+        directory, name = os.path.split(os.path.abspath(self.path))
+        if (
+            not name
+            or name in (".", "..")
+            or self.path.endswith(("/", "/.", "/.."))
+            or self.path in (".", "..")
+        ):
             raise StateFileError(f"{self.path} names no file")
         # Missing directories are made private; an existing one is checked below.
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         try:
             dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:

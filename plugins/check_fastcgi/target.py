@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import fcgi_wire
 from fcgi_wire._values import TYPE_CHECKING, Value
 
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Optional, Tuple
 
     from fcgi_wire import Address
     from fcgi_wire._exchanges import ParamsLike
@@ -19,10 +17,7 @@ DEFAULT_PORT = 9000
 #: sun_path is 108 bytes on Linux, one of them the terminating NUL.
 MAX_UNIX_PATH = 107
 
-_BRACKETED = re.compile(r"\[([^\]]+)\](?::(\d+))?\Z")
-_NAME_AND_PORT = re.compile(r"([^:]+):(\d+)\Z")
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
-_IPV4ISH = re.compile(r"[\d.]+\Z")
+_LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
 class UsageError(ValueError):
@@ -90,19 +85,34 @@ def parse_address(host: Optional[str], port: Optional[str], socket_path: Optiona
         if port is not None:
             raise UsageError(f"-H {host} is a Unix socket path, which has no port: drop -p")
         return fcgi_wire.UnixAddress(_unix_path(host))
-    embedded_port = None
-    bracketed = _BRACKETED.match(host)
-    named = _NAME_AND_PORT.match(host)
-    if bracketed:
-        host, embedded_port = bracketed.group(1), bracketed.group(2)
-    elif named:
-        host, embedded_port = named.group(1), named.group(2)
+    host, embedded_port = _split_port(host)
     if embedded_port is not None:
         if number is not None:
             raise UsageError(f"the port is given twice: in -H and as -p {number}")
         number = check_port(embedded_port)
     _check_host(host)
     return fcgi_wire.TcpAddress(host, DEFAULT_PORT if number is None else number)
+
+
+def _split_port(host: str) -> Tuple[str, Optional[str]]:
+    """``[::1]:9000`` -> ('::1', '9000'); ``name:9000`` -> ('name', '9000');
+    a bare IPv6 literal keeps its colons. (String methods, not regexes: a
+    check starts a new process, and compiling patterns costs it.)"""
+    if host.startswith("[") and "]" in host:
+        inside, _, rest = host[1:].partition("]")
+        if rest.startswith(":") and rest[1:].isdecimal():
+            return inside, rest[1:]
+        if not rest:
+            return inside, None
+    elif host.count(":") == 1:
+        name, _, port = host.partition(":")
+        if name and port.isdecimal():
+            return name, port
+    return host, None
+
+
+def _valid_label(label: str) -> bool:
+    return 1 <= len(label) <= 63 and set(label) <= _LABEL_CHARACTERS and label[0] != "-" and label[-1] != "-"
 
 
 def _unix_path(path: str) -> str:
@@ -121,7 +131,7 @@ def _check_host(host: str) -> None:
     """A name the resolver could look up at all: IP literals pass; names
     need labels of 1 to 63 characters (the idna codec raises otherwise, and
     a resolver would only say "not found")."""
-    if ":" in host or _IPV4ISH.match(host):
+    if ":" in host or host.replace(".", "").isdecimal():
         return  # an IP literal (or nonsense the resolver names clearly)
     name = host[:-1] if host.endswith(".") else host
     if not name.isascii():
@@ -129,7 +139,7 @@ def _check_host(host: str) -> None:
             name = name.encode("idna").decode("ascii")
         except UnicodeError:
             raise UsageError(f"invalid host name {host!r}") from None
-    if len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
+    if len(name) > 253 or not all(_valid_label(label) for label in name.split(".")):
         raise UsageError(
             f"invalid host name {host[:80]!r}: each dot-separated part must be 1 to 63 "
             "letters, digits or hyphens"

@@ -8,13 +8,9 @@ treated as no sample at all, and replaced.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import pwd
-import re
 import time
-from pathlib import Path
 
 from fcgi_wire._values import TYPE_CHECKING
 
@@ -22,6 +18,8 @@ from ..statefile import StateFileError, open_state
 
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional, Tuple
+
+    from ..statefile import StrPath
 
 COUNTERS = ("accepted_conn", "max_children_reached", "slow_requests")
 
@@ -38,37 +36,57 @@ FUTURE_TOLERANCE = 5.0
 _MAX_COUNTER = 2**64
 
 
-def default_state_dir() -> Path:
+def default_state_dir() -> str:
     """$XDG_STATE_HOME/check_fastcgi, else ~/.local/state/check_fastcgi when
     the home is writable, else a private directory in /var/tmp."""
     xdg = os.environ.get("XDG_STATE_HOME", "")
     if xdg.startswith("/"):  # the XDG spec ignores relative paths
-        return Path(xdg) / "check_fastcgi"
+        return os.path.join(xdg, "check_fastcgi")
     home = os.environ.get("HOME") or _passwd_home()
     if home and home != "/" and os.access(home, os.W_OK):
-        return Path(home) / ".local" / "state" / "check_fastcgi"
+        return os.path.join(home, ".local", "state", "check_fastcgi")
     # /var/tmp is shared: the store refuses this directory unless it is ours.
-    return Path("/var/tmp") / f"check_fastcgi-{os.geteuid()}"  # noqa: S108
+    return f"/var/tmp/check_fastcgi-{os.geteuid()}"  # noqa: S108
 
 
 def _passwd_home() -> Optional[str]:
     """The home from the password database; a uid without an entry (a
     container's arbitrary uid) has none."""
+    import pwd  # noqa: PLC0415 - only without $HOME
+
     try:
         return pwd.getpwuid(os.geteuid()).pw_dir
     except KeyError:
         return None
 
 
+#: Characters a state file name keeps as they are; every other one is
+#: written as _XX (its UTF-8 bytes in hex), "_" included, so the escaping is
+#: one-to-one: targets that differ (``a_b.sock``, ``a/b.sock``) never share
+#: a file.
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.:-")
+_MAX_NAME = 200
+
+
+def _escaped(text: str) -> str:
+    return "".join(
+        char
+        if char in _PLAIN
+        else "".join(f"_{byte:02x}" for byte in char.encode("utf-8", "surrogateescape"))
+        for char in text
+    )
+
+
 def state_file_name(target: str, path: str, pool: str) -> str:
-    """A name per target, status path and pool: a readable part for the
-    operator and a hash of the exact key, so that targets which only differ
-    in characters the readable part folds (``a_b.sock``, ``a/b.sock``) never
-    share a file."""
+    """The state file of a target, status path and pool: readable, and
+    distinct for distinct keys. A key too long for a file name is hashed."""
+    name = f"status-{_escaped(target)}-{_escaped(path)}-{_escaped(pool)}.json"
+    if len(name) <= _MAX_NAME:
+        return name
+    import hashlib  # noqa: PLC0415 - rare, and a costly import for every run
+
     key = "\0".join((target, path, pool)).encode("utf-8", "surrogateescape")
-    digest = hashlib.sha256(key).hexdigest()[:16]
-    readable = re.sub(r"[^A-Za-z0-9.:-]+", "_", f"{target}-{pool}").strip("_")[:80] or "_"
-    return f"status-{readable}-{digest}.json"
+    return f"status-{_escaped(target)[:80]}-{hashlib.sha256(key).hexdigest()}.json"
 
 
 def _whole(value: Any) -> bool:
@@ -111,7 +129,7 @@ def _compare(
 
 
 def rates(
-    state_file: Path,
+    state_file: StrPath,
     start_time: int,
     counters: Dict[str, int],
     fetched_at: float,

@@ -13,6 +13,8 @@ import re
 
 from fcgi_wire._values import TYPE_CHECKING, Value
 
+from ..text import printable
+
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
@@ -36,16 +38,24 @@ REQUIRED = ("accepted conn", "idle processes", "active processes", "total proces
 # A duration this large is a negative one that wrapped around (unsigned).
 _WRAPPED = 2**63
 
-# Fields FPM prints raw, each followed by the key FPM always prints next.
-_RAW_FIELDS = [
-    re.compile(r'("request uri":")(.*?)(","content length":)', re.S),
-    re.compile(r'("user":")(.*?)(","script":")', re.S),
-    re.compile(r'("script":")(.*?)(","last request cpu":)', re.S),
-]
-# At most 19 digits: a longer "number" is no FPM figure, and int() of a
-# huge one is slow or refused (Python's digit limit).
-_TOP_LEVEL_NUMBER = re.compile(r'"([a-z ]+)":(\d{1,19})(?![\d.eE])')
-_TOP_LEVEL_STRING = re.compile(r'"(pool|process manager)":"([^"]*)"')
+# Counters and gauges are unsigned 64-bit in FPM; a larger number is none
+# of its figures (and would overflow a float in active_percent).
+_MAX_FIGURE = 2**64
+
+# Fields FPM prints raw, each between its key and the key FPM always
+# prints next. Found with str.find, from one marker to the next, so a page
+# is repaired in linear time whatever it holds (a regex with a lazy .*?
+# rescanned to the end of the page for every unterminated field).
+_RAW_FIELDS = (
+    ('"request uri":"', '","content length":'),
+    ('"user":"', '","script":"'),
+    ('"script":"', '","last request cpu":'),
+)
+# Patterns for salvaging the pool figures of a page beyond repair (strings:
+# compiled only when a page needs them). At most 19 digits: a longer
+# "number" is no FPM figure, and int() of a huge one is slow or refused.
+_TOP_LEVEL_NUMBER = r'"([a-z ]+)":(\d{1,19})(?![\d.eE])'
+_TOP_LEVEL_STRING = r'"(pool|process manager)":"([^"]*)"'
 
 
 class StatusPageError(ValueError):
@@ -69,11 +79,28 @@ class PoolStatus(Value):
     processes: Optional[List[Process]] = None  # None: not asked for, or unreadable
 
 
-def _escape_raw(match: re.Match[str]) -> str:
-    raw = match.group(2)
+def _escape_raw(raw: str) -> str:
     # Already valid when FPM escaped it itself (the query part is escaped).
-    fixed = raw if _parse(f'"{raw}"') is not None else json.dumps(raw)[1:-1]
-    return match.group(1) + fixed + match.group(3)
+    return raw if _parse(f'"{raw}"') is not None else json.dumps(raw)[1:-1]
+
+
+def _repair_field(text: str, key: str, next_key: str) -> str:
+    """Escape every value between ``key`` and ``next_key``."""
+    parts = []
+    position = 0
+    while True:
+        start = text.find(key, position)
+        if start < 0:
+            break
+        value_start = start + len(key)
+        end = text.find(next_key, value_start)
+        if end < 0:
+            break  # no later value can be terminated either
+        parts.append(text[position:value_start])
+        parts.append(_escape_raw(text[value_start:end]))
+        position = end
+    parts.append(text[position:])
+    return "".join(parts)
 
 
 def _parse(text: str) -> Any:
@@ -91,8 +118,8 @@ def _load(text: str, repairs: List[str]) -> Any:
     if document is not None:
         return document
     repaired = text
-    for pattern in _RAW_FIELDS:
-        repaired = pattern.sub(_escape_raw, repaired)
+    for key, next_key in _RAW_FIELDS:
+        repaired = _repair_field(repaired, key, next_key)
     document = _parse(repaired)
     if document is None:
         return None
@@ -103,8 +130,8 @@ def _load(text: str, repairs: List[str]) -> Any:
 def _salvage(text: str, repairs: List[str]) -> Dict[str, Any]:
     """The pool figures of a page whose process list defeats repair."""
     head = text.split('"processes"', 1)[0]
-    document: Dict[str, Any] = {key: int(value) for key, value in _TOP_LEVEL_NUMBER.findall(head)}
-    document.update(dict(_TOP_LEVEL_STRING.findall(head)))
+    document: Dict[str, Any] = {key: int(value) for key, value in re.findall(_TOP_LEVEL_NUMBER, head)}
+    document.update(dict(re.findall(_TOP_LEVEL_STRING, head)))
     repairs.append("process list unreadable (invalid JSON); pool figures read alone")
     return document
 
@@ -112,7 +139,9 @@ def _salvage(text: str, repairs: List[str]) -> Dict[str, Any]:
 def _int(document: Dict[str, Any], key: str) -> int:
     value = document.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise StatusPageError(f"{key!r} is {value!r}, not a whole number")
+        raise StatusPageError(f"{key!r} is {printable(repr(value), 40)}, not a whole number")
+    if not 0 <= value < _MAX_FIGURE:
+        raise StatusPageError(f"{key!r} is {printable(str(value), 24)}, out of range for an FPM figure")
     return value
 
 

@@ -9,8 +9,6 @@ to ``NAMES``.
 
 from __future__ import annotations
 
-import importlib
-
 from fcgi_wire._values import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,5 +47,8 @@ class Mode:
 
 
 def load(name: str) -> Mode:
-    mode: Mode = importlib.import_module(f"{__name__}.{name}").MODE
+    if name not in NAMES:
+        raise ValueError(f"no mode {name!r}")
+    # __import__, not importlib: that module costs a check's start-up more.
+    mode: Mode = __import__(f"{__name__}.{name}", fromlist=["MODE"]).MODE
     return mode

@@ -4,8 +4,8 @@ thresholds on any of them, stuck-worker detection and counter rates."""
 from __future__ import annotations
 
 import argparse
+import os
 import time
-from pathlib import Path
 
 import nagiosplugin
 from nagiosplugin.state import Critical, Unknown
@@ -181,9 +181,11 @@ class StatusPageProbe(nagiosplugin.Resource):
         options = self.options
         private_dir = not options.state_file
         if options.state_file:
-            path = Path(options.state_file)
+            path = options.state_file
         else:
-            path = default_state_dir() / state_file_name(str(self.target), options.path, status.pool)
+            path = os.path.join(
+                default_state_dir(), state_file_name(str(self.target), options.path, status.pool)
+            )
         counters = {name: status.figures[name] for name in COUNTERS if name in status.figures}
         found, why_not = rates(
             path,
