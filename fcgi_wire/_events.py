@@ -12,6 +12,8 @@ from ._values import TYPE_CHECKING, Value
 if TYPE_CHECKING:
     from typing import Dict, Tuple
 
+    from ._pairs import Text
+
 
 class _Sentinel(type):
     """Metaclass of the sentinels: each sentinel is a class, compared with
@@ -52,9 +54,10 @@ class BeginRequest(Event):
 
 
 class Params(Event):
-    """The whole FCGI_PARAMS stream, including the empty record that ends it."""
+    """The whole FCGI_PARAMS stream, including the empty record that ends
+    it. Names and values are bytes, or str (sent as UTF-8)."""
 
-    pairs: Tuple[Tuple[bytes, bytes], ...] = ()
+    pairs: Tuple[Tuple[Text, Text], ...] = ()
 
 
 class Stdin(Event):

@@ -22,7 +22,6 @@ from ._events import (
     UnknownType,
     ValuesResult,
 )
-from ._pairs import as_bytes
 from ._response import Response, ValuesReply, split_cgi_output
 from ._spec import MANAGEMENT_NAMES, ProtocolStatus, Role
 from ._values import TYPE_CHECKING
@@ -39,9 +38,9 @@ if TYPE_CHECKING:
     ]
 
 
-def _as_pairs(params: ParamsLike) -> Tuple[Tuple[bytes, bytes], ...]:
+def _as_pairs(params: ParamsLike) -> Tuple[Tuple[Text, Text], ...]:
     items: Iterable[Tuple[Text, Text]] = params.items() if isinstance(params, Mapping) else params
-    return tuple((as_bytes(name), as_bytes(value)) for name, value in items)
+    return tuple(items)
 
 
 class ValuesQuery:

@@ -14,11 +14,6 @@ if TYPE_CHECKING:
 _MAX_LENGTH = 0x7FFFFFFF
 
 
-def as_bytes(value: Text) -> bytes:
-    """A name or value as sent: str as UTF-8."""
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-
 def _encode_length(length: int) -> bytes:
     if length < 0x80:
         return bytes((length,))

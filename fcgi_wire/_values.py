@@ -115,9 +115,8 @@ class Value(metaclass=_ValueMeta):
 
     def _replace(self, **changes: Any) -> Self:
         """A copy with some fields changed."""
-        values = {name: getattr(self, name) for name in self._fields}
-        for name, value in changes.items():
-            if name not in values:
-                raise TypeError(f"{type(self).__name__} has no field {name!r}")
-            values[name] = value
-        return type(self)(*values.values())
+        unknown = changes.keys() - set(self._fields)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
+        values = [changes[name] if name in changes else getattr(self, name) for name in self._fields]
+        return type(self)(*values)

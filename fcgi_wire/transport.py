@@ -102,6 +102,9 @@ def _resolve(address: TcpAddress, deadline: _Deadline) -> AddrInfo:
     getaddrinfo() has no timeout of its own, so a name that needs DNS is
     looked up in a daemon thread that we stop waiting for at the deadline.
     """
+    literal = _ip_literal(address)
+    if literal is not None:
+        return [literal]
     where = str(address)
     try:
         infos = socket.getaddrinfo(
@@ -110,6 +113,20 @@ def _resolve(address: TcpAddress, deadline: _Deadline) -> AddrInfo:
     except socket.gaierror:
         infos = _resolve_in_thread(address, deadline, where)
     return [(family, sockaddr) for family, _, _, _, sockaddr in infos]
+
+
+def _ip_literal(address: TcpAddress) -> Optional[Tuple[int, SockAddr]]:
+    """The socket address of a plain IPv4 or IPv6 literal (the usual
+    target), without a trip through getaddrinfo."""
+    host = address.host
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if "%" in host:  # a scoped IPv6 address needs getaddrinfo for its scope id
+        return None
+    try:
+        socket.inet_pton(family, host)
+    except (OSError, ValueError):
+        return None
+    return family, (host, address.port)
 
 
 def _host_bytes(host: str) -> Union[str, bytes]:
