@@ -59,7 +59,34 @@ def test_all_modes_from_the_single_file(python: str, pyz: Path, pool: FpmPool, t
         assert done.stderr == ""
 
 
-def test_the_file_is_small_and_executable(pyz: Path) -> None:
-    assert pyz.read_bytes().startswith(b"#!/usr/bin/env python3\n")
-    assert pyz.stat().st_mode & 0o100
+def test_the_file_is_small_executable_by_all_and_isolated(pyz: Path) -> None:
+    # -I: a check_fastcgi or nagiosplugin module planted in the working
+    # directory or on PYTHONPATH is never imported (field report, item 8).
+    assert pyz.read_bytes().startswith(b"#!/usr/bin/env -S python3 -I\n")
+    assert pyz.stat().st_mode & 0o777 == 0o755  # zipapp's own 0744 kept nobody out (item 17)
     assert pyz.stat().st_size < 200_000
+
+
+def test_the_archive_names_what_it_bundles_and_ships_the_licence(pyz: Path) -> None:
+    """Field report, item 8: a pinned nagiosplugin, recorded, with its licence."""
+    import zipfile  # noqa: PLC0415
+
+    with zipfile.ZipFile(pyz) as archive:
+        bundled = archive.read("BUNDLED.txt").decode()
+        licence = archive.read("LICENSES/nagiosplugin-LICENSE.txt").decode()
+    assert "nagiosplugin 1.4.0 (ZPL-2.1, LICENSES/)" in bundled
+    assert bundled.startswith("check_fastcgi 0.2.0\nfcgi_wire 0.2.0\n")
+    assert "Zope Public License" in licence
+
+
+def test_a_module_planted_on_pythonpath_is_not_run(pyz: Path, tmp_path: Path) -> None:
+    """Without -I, PYTHONPATH comes before the standard library: a planted
+    argparse.py would run as whoever runs the check."""
+    (tmp_path / "argparse.py").write_text("print('PLANTED')\nraise SystemExit(0)\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([str(pyz), "--version"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert done.stdout.startswith("check_fastcgi 0.2.0"), done
+    unprotected = subprocess.run(
+        ["python3", str(pyz), "--version"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert unprotected.stdout.startswith("PLANTED")  # what -I prevents

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import sys
 
-from fcgi_wire._values import TYPE_CHECKING
-
+#: typing.TYPE_CHECKING without importing typing (or fcgi_wire, which
+#: would load whole) before the signal handlers are in place.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Sequence
 
@@ -158,6 +159,8 @@ def _metrics(check: nagiosplugin.Check) -> Dict[str, Any]:
 def write(text: str) -> None:
     """Write and flush; a reader that went away (EPIPE) or a full disk is
     not ours to report on stdout, so it ends the run quietly with UNKNOWN."""
+    if sys.stdout is None:  # started with stdout closed: nobody to tell
+        raise SystemExit(3)
     try:
         sys.stdout.write(text)
         sys.stdout.flush()

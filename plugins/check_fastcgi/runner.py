@@ -14,12 +14,13 @@ import signal
 import sys
 import time
 
-from fcgi_wire._values import TYPE_CHECKING
-
 from . import output as out
 
+#: typing.TYPE_CHECKING without importing typing (or fcgi_wire, which
+#: would load whole) before the signal handlers are in place.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, NoReturn
+    from typing import Callable, List, NoReturn
 
     import nagiosplugin
 
@@ -46,11 +47,21 @@ def _interrupt(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
+#: Stop signals that came before the guard was in place (the one piece of
+#: process state here: signals are process-wide by nature).
+_early: List[int] = []
+
+
+def _remember(signum: int, frame: object) -> None:
+    _early.append(signum)
+
+
 def catch_stop_signals() -> None:
     """As early as possible: until this runs, a signal kills the process
-    with 128+N and no output."""
+    with 128+N and no output. Until the guard runs, a signal is only
+    remembered (raising it then would escape as a traceback)."""
     for signum in STOP_SIGNALS:
-        signal.signal(signum, _interrupt)
+        signal.signal(signum, _remember)
 
 
 def _ignore_stop_signals() -> None:
@@ -68,6 +79,10 @@ def finish(text: str, code: int) -> NoReturn:
 
 def guarded(output: Output, function: Callable[[], NoReturn]) -> NoReturn:
     try:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _interrupt)
+        if _early:
+            raise Interrupted(_early[0])
         function()
     except Interrupted as stop:
         finish(output.early("UNKNOWN", f"interrupted by {stop}"), output.exit_code("UNKNOWN"))
