@@ -4,8 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Debian package:command pairs the suite needs.
-SYSTEM_PACKAGES := 'php-fpm:php-fpm[0-9]*' fcgiwrap:fcgiwrap spawn-fcgi:spawn-fcgi php-cgi:php-cgi time:time monit:monit icinga2-bin:icinga2 nagios4-core:nagios4 zabbix-agent:zabbix_agentd
+# tools/system-packages holds, per target, the Debian packages it needs and
+# why, says so before installing, and leaves their own services disabled.
 
 .PHONY: all demo test lint format system-packages venv clean bench fuzz zipapp
 
@@ -25,9 +25,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 
 system-packages:
-	tools/system-packages $(SYSTEM_PACKAGES)
+	tools/system-packages test
 
-demo: system-packages venv
+# The demo shows php-fpm and the plugin: it installs php-fpm and nothing else.
+demo: venv
+	tools/system-packages demo
 	$(BIN)/python -m tests.demo
 
 lint: venv
@@ -58,7 +60,6 @@ zipapp: venv
 
 # What a check costs against a throwaway pool, next to the floor and
 # cgi-fcgi; the library against a raw socket (not part of `make test`).
-BENCH_PACKAGES := 'php-fpm:php-fpm[0-9]*' libfcgi-bin:cgi-fcgi time:time hyperfine:hyperfine
 bench: venv
-	tools/system-packages $(BENCH_PACKAGES)
+	tools/system-packages bench
 	$(BIN)/python tools/bench
