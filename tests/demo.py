@@ -6,15 +6,17 @@ its exit code; stops the pool afterwards, whatever happened.
 
 from __future__ import annotations
 
+import http.client
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional, Tuple
 
-from tests.fpm import FpmPool
+from tests.fpm import FpmPool, free_port, wait_until
 
 CHECK = str(Path(sys.executable).parent / "check_fastcgi")
 
@@ -36,6 +38,40 @@ def commands(pool: FpmPool) -> List[List[str]]:
     ]
 
 
+def sidecar(pool: FpmPool, env: Dict[str, str]) -> None:
+    """The sidecar and exporter: a probe and a scrape, as an HTTP prober
+    and Prometheus would send them."""
+    port = free_port()
+    args = ["serve", "--listen", f"127.0.0.1:{port}", "--target", f"www=127.0.0.1:{pool.port}"]
+    print("$ check_fastcgi " + " ".join(args) + " &")
+    server = subprocess.Popen([CHECK, *args], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_until(lambda: _get(port, "/healthz") is not None, 15, "check_fastcgi serve")
+        for path in ("/ping", "/metrics"):
+            print(f"$ curl -s http://127.0.0.1:{port}{path}")
+            answer = _get(port, path) or (0, "")
+            lines = answer[1].splitlines()
+            shown = [line for line in lines if not line.startswith("#")][:6] if path == "/metrics" else lines
+            print("\n".join(shown) + ("\n..." if len(shown) < len(lines) else ""))
+            print(f"(HTTP {answer[0]})\n")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, log = server.communicate(timeout=15)
+    print(log + f"(sidecar exit {server.returncode})\n")
+
+
+def _get(port: int, path: str) -> Optional[Tuple[int, str]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    except OSError:
+        return None
+    finally:
+        connection.close()
+
+
 def main() -> int:
     worst = 0
     with tempfile.TemporaryDirectory(prefix="check_fastcgi-demo-") as workdir, FpmPool(Path(workdir)) as pool:
@@ -48,6 +84,7 @@ def main() -> int:
             print(done.stdout + done.stderr, end="")
             print(f"(exit {done.returncode})\n")
             worst = max(worst, done.returncode)
+        sidecar(pool, env)
     print("pool stopped")
     return worst
 

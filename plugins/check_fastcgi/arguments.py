@@ -161,7 +161,11 @@ def build_parser(modes: Dict[str, Mode], output: Output) -> PluginArgumentParser
         prog="check_fastcgi",
         description="Checks a FastCGI server (PHP-FPM and others) by speaking FastCGI to it.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run 'check_fastcgi MODE --help' for a mode's options.\n\n" + _perfdata_epilog(modes),
+        epilog=(
+            "Run 'check_fastcgi MODE --help' for a mode's options; 'check_fastcgi serve --help' for\n"
+            "the HTTP health sidecar and Prometheus exporter; 'check_fastcgi discover --help' to find\n"
+            "every pool of this host and write monitoring definitions for them.\n\n" + _perfdata_epilog(modes)
+        ),
         output=output,
     )
     parser.add_argument("-V", "--version", action="version", version=_version())

@@ -40,7 +40,7 @@ def _missing_mode(argv: Sequence[str]) -> Optional[str]:
     if not argv:
         return f"no mode given: check_fastcgi MODE [options], MODE one of {modes}"
     first = argv[0]
-    if first in MODE_NAMES or first in _HELP_OR_VERSION:
+    if first in MODE_NAMES or first in _HELP_OR_VERSION or first in ("serve", "discover"):
         return None
     if first.startswith("-"):
         return f"no mode given before {first}: check_fastcgi MODE [options], MODE one of {modes}"
@@ -84,5 +84,15 @@ def _run(argv: List[str], output: Output) -> NoReturn:
 
 def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["serve"]:
+        # A long-running subsystem of its own: none of the one-shot
+        # machinery (guard, safety timer, exit on output) applies.
+        from .serve.main import main as serve  # noqa: PLC0415
+
+        serve(arguments[1:])
+    if arguments[:1] == ["discover"]:
+        from .discover.main import main as discover  # noqa: PLC0415
+
+        discover(arguments[1:])
     output = Output(requested_format(arguments))
     runner.guarded(output, lambda: _run(arguments, output))

@@ -20,7 +20,7 @@ from . import output as out
 #: would load whole) before the signal handlers are in place.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, List, NoReturn
+    from typing import Callable, List, NoReturn, Optional
 
     import nagiosplugin
 
@@ -54,6 +54,11 @@ _early: List[int] = []
 
 def _remember(signum: int, frame: object) -> None:
     _early.append(signum)
+
+
+def early_signal() -> Optional[int]:
+    """A stop signal that came before the guard, if any."""
+    return _early[0] if _early else None
 
 
 def catch_stop_signals() -> None:

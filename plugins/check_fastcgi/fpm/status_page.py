@@ -68,6 +68,9 @@ class Process(Value):
     request_duration: float  # seconds
     request_method: str
     request_uri: str
+    requests: int = 0
+    last_request_cpu: float = 0.0  # percent
+    last_request_memory: int = 0  # bytes
 
 
 class PoolStatus(Value):
@@ -145,6 +148,17 @@ def _int(document: Dict[str, Any], key: str) -> int:
     return value
 
 
+def _count(value: Any) -> int:
+    """A per-process count, or 0 when FPM printed '-' or nonsense."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_FIGURE else 0
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return float(value) if 0 <= value < 1e15 else 0.0
+
+
 def _processes(raw: Any, repairs: List[str]) -> Optional[List[Process]]:
     if not isinstance(raw, list):
         return None
@@ -157,14 +171,16 @@ def _processes(raw: Any, repairs: List[str]) -> Optional[List[Process]]:
         if duration >= _WRAPPED:
             repairs.append(f"request duration of pid {entry.get('pid')} wrapped around; counted as 0")
             duration = 0
-        pid = entry.get("pid")
         processes.append(
             Process(
-                pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else 0,
+                pid=_count(entry.get("pid")),
                 state=str(entry.get("state", "-")),
                 request_duration=duration / 1_000_000,
                 request_method=str(entry.get("request method", "-")),
                 request_uri=str(entry.get("request uri", "-")),
+                requests=_count(entry.get("requests")),
+                last_request_cpu=_number(entry.get("last request cpu")),
+                last_request_memory=_count(entry.get("last request memory")),
             )
         )
     return processes

@@ -1,0 +1,187 @@
+"""What the sidecar serves: its listen address, limits, and targets, each
+with the options of every mode, built in one place from the command line,
+a TOML file or fastcgi-healthcheck's environment variables."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import nagiosplugin
+
+import fcgi_wire
+from fcgi_wire._values import Value
+
+from ..modes.handshake import HandshakeOptions
+from ..modes.ping import DEFAULT_PATH as PING_PATH
+from ..modes.ping import PingOptions
+from ..modes.status import DEFAULT_PATH as STATUS_PATH
+from ..modes.status import METRIC_NAMES, StatusOptions
+from ..target import UsageError, parse_address
+
+DEFAULT_LISTEN = ("127.0.0.1", 9253)
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+
+
+class TargetConfig(Value):
+    """One FastCGI server the sidecar may probe: nothing in a request can
+    name another."""
+
+    name: str
+    address: fcgi_wire.TcpAddress | fcgi_wire.UnixAddress
+    ping: PingOptions
+    status: StatusOptions
+    handshake: HandshakeOptions
+
+    def options(self, mode: str) -> Any:
+        return {"ping": self.ping, "status": self.status, "handshake": self.handshake}[mode]
+
+
+class ServeConfig(Value):
+    listen: Tuple[str, int]
+    targets: Tuple[TargetConfig, ...]
+    timeout: float = 5.0
+    connect_timeout: Optional[float] = None
+    cache_ttl: float = 0.0
+    #: FastCGI exchanges in flight to one target at most (each holds a worker).
+    max_inflight: int = 2
+    #: HTTP connections served at once; more are answered 503 and closed.
+    max_connections: int = 64
+
+    def target(self, name: str) -> Optional[TargetConfig]:
+        return next((target for target in self.targets if target.name == name), None)
+
+
+def parse_listen(text: str) -> Tuple[str, int]:
+    """``127.0.0.1:9253``, ``[::1]:9253``, ``:9253`` (all addresses: an
+    explicit choice), ``9253``."""
+    host, _, port = text.rpartition(":")
+    if not port.isdecimal() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"--listen {text!r}: give HOST:PORT, e.g. 127.0.0.1:9253")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host and ":" not in text:
+        host = DEFAULT_LISTEN[0]
+    return host, int(port)
+
+
+def target_name(text: str) -> str:
+    if not _NAME.match(text):
+        raise UsageError(f"target name {text[:40]!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    return text
+
+
+def parse_target(text: str) -> Tuple[str, fcgi_wire.TcpAddress | fcgi_wire.UnixAddress]:
+    """--target NAME=ADDRESS, ADDRESS as in FPM's listen: 127.0.0.1:9000,
+    [::1]:9000, /run/php/php8.2-fpm.sock."""
+    name, equals, address = text.partition("=")
+    if not equals or not address:
+        raise UsageError(f"--target {text[:60]!r}: give NAME=ADDRESS, e.g. www=/run/php/php8.2-fpm.sock")
+    return target_name(name), parse_address(address, None, None)
+
+
+def ranges(spec: Mapping[str, Any], which: str) -> Dict[str, nagiosplugin.Range]:
+    found = {}
+    for metric, text in spec.items():
+        if metric not in METRIC_NAMES:
+            raise UsageError(f"{which}: unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
+        try:
+            found[metric] = nagiosplugin.Range(str(text))
+        except ValueError:
+            raise UsageError(f"{which}: {text!r} is not a Nagios range") from None
+    return found
+
+
+def target_config(
+    name: str,
+    address: fcgi_wire.TcpAddress | fcgi_wire.UnixAddress,
+    settings: Mapping[str, Any],
+) -> TargetConfig:
+    """A target from its settings: the TOML table of a target, or the
+    command line's options applied to every target."""
+    known = {
+        "address",
+        "ping_path",
+        "script_filename",
+        "expect",
+        "status_path",
+        "full",
+        "max_children",
+        "warning",
+        "critical",
+        "pool",
+    }
+    unknown = set(settings) - known
+    if unknown:
+        raise UsageError(
+            f"target {name}: unknown setting {sorted(unknown)[0]!r}; known: {', '.join(sorted(known))}"
+        )
+    ping_path = str(settings.get("ping_path") or PING_PATH)
+    expect = settings.get("expect")
+    max_children = settings.get("max_children")
+    if max_children is not None and (not isinstance(max_children, int) or max_children < 1):
+        raise UsageError(f"target {name}: max_children must be a whole number of at least 1")
+    return TargetConfig(
+        name=name,
+        address=address,
+        ping=PingOptions(
+            path=ping_path,
+            script_filename=settings.get("script_filename"),
+            expect=None if expect is None else str(expect),
+        ),
+        status=StatusOptions(
+            path=str(settings.get("status_path") or STATUS_PATH),
+            full=bool(settings.get("full", False)),
+            pool=settings.get("pool"),
+            max_children=max_children,
+            warning=ranges(settings.get("warning") or {}, f"target {name} warning"),
+            critical=ranges(settings.get("critical") or {}, f"target {name} critical"),
+        ),
+        handshake=HandshakeOptions(),
+    )
+
+
+def from_toml(path: str) -> Dict[str, Any]:
+    try:
+        import tomllib  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+    except ModuleNotFoundError:  # Python 3.9 and 3.10
+        import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]  # noqa: PLC0415
+    try:
+        with open(path, "rb") as handle:
+            document: Dict[str, Any] = tomllib.load(handle)
+    except OSError as exc:
+        raise UsageError(f"--config {path}: {(exc.strerror or str(exc)).lower()}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config {path}: not valid TOML: {exc}") from None
+    return document
+
+
+def targets_from_toml(document: Mapping[str, Any]) -> List[TargetConfig]:
+    tables = document.get("targets", {})
+    if not isinstance(tables, dict):
+        raise UsageError("--config: [targets.NAME] tables expected")
+    found = []
+    for name, settings in tables.items():
+        if not isinstance(settings, dict) or "address" not in settings:
+            raise UsageError(f"--config: target {name} needs an address")
+        found.append(
+            target_config(target_name(name), parse_address(str(settings["address"]), None, None), settings)
+        )
+    return found
+
+
+def from_environment(environ: Mapping[str, str]) -> Tuple[Optional[Tuple[str, int]], List[TargetConfig]]:
+    """fastcgi-healthcheck's variables, so its users can switch without
+    touching their probes: SERVER (its own listen address), DESTINATION,
+    DESTINATION_PORT, PING_PATH, PING_RESPONSE."""
+    listen = parse_listen(environ["SERVER"]) if environ.get("SERVER") else None
+    destination = environ.get("DESTINATION")
+    if not destination:
+        return listen, []
+    port = environ.get("DESTINATION_PORT")
+    address = parse_address(destination, port, None)
+    settings: Dict[str, Any] = {}
+    if environ.get("PING_PATH"):
+        settings["ping_path"] = environ["PING_PATH"]
+    if environ.get("PING_RESPONSE"):
+        settings["expect"] = environ["PING_RESPONSE"]
+    return listen, [target_config("fpm", address, settings)]

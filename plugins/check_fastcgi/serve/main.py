@@ -1,0 +1,253 @@
+"""``check_fastcgi serve``: the command line, the server's life, and its end.
+
+SIGTERM or SIGINT: stop accepting, let probes in flight finish (each is
+bounded by -t), exit 0. Errors in the command line or configuration are one
+line on stderr and exit 2 (this is a daemon, not a plugin: its supervisor
+reads stderr and exit codes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+import threading
+from typing import Dict, List, NoReturn, Optional, Sequence, Set
+
+from .. import __version__
+from ..target import UsageError, parse_address
+from .config import (
+    DEFAULT_LISTEN,
+    ServeConfig,
+    TargetConfig,
+    from_environment,
+    from_toml,
+    parse_listen,
+    parse_target,
+    ranges,
+    target_config,
+    targets_from_toml,
+)
+
+USAGE_EXIT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see --help)")
+
+
+def fail(message: str) -> NoReturn:
+    sys.stderr.write(f"check_fastcgi serve: {message}\n")
+    sys.exit(USAGE_EXIT)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} must be from 0 to 3600 seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdecimal() or not 1 <= int(text) <= 10000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 10000")
+    return int(text)
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="check_fastcgi serve",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "The HTTP health sidecar and Prometheus exporter: /ping, /handshake and /status run that\n"
+            "check against a configured target (200 for OK and WARNING, 503 for CRITICAL and UNKNOWN),\n"
+            "/health and /healthz report the sidecar, /metrics is Prometheus exposition."
+        ),
+        epilog=(
+            "Targets: -H/-p/-s (one target named 'fpm'), --target NAME=ADDRESS (repeatable), or\n"
+            "[targets.NAME] tables in --config. Without any, fastcgi-healthcheck's variables are read:\n"
+            "SERVER (listen address), DESTINATION, DESTINATION_PORT, PING_PATH, PING_RESPONSE."
+        ),
+    )
+    listen = parser.add_argument_group("listening")
+    listen.add_argument("--listen", metavar="HOST:PORT", help="where to answer HTTP (default 127.0.0.1:9253)")
+    listen.add_argument(
+        "--max-connections", type=_count, metavar="N", help="HTTP connections served at once (default 64)"
+    )
+    targets = parser.add_argument_group("targets")
+    targets.add_argument("-H", "--host", help="one target: host, IP or socket path")
+    targets.add_argument("-p", "--port", help="one target: TCP port (default 9000)")
+    targets.add_argument("-s", "--socket", metavar="PATH", help="one target: Unix socket")
+    targets.add_argument("--target", action="append", default=[], metavar="NAME=ADDRESS", help="repeatable")
+    targets.add_argument(
+        "--config", metavar="FILE", help="TOML: listen, timeout, cache_ttl, [targets.NAME] tables"
+    )
+    targets.add_argument(
+        "--discover",
+        action="store_true",
+        help="every pool in PHP-FPM's configuration (as check_fastcgi discover finds them)",
+    )
+    targets.add_argument("--discover-root", default="/", metavar="DIR", help=argparse.SUPPRESS)
+    checks = parser.add_argument_group("checks (for every target given on the command line)")
+    checks.add_argument("--ping-path", metavar="PATH", help="ping's path (default /ping)")
+    checks.add_argument(
+        "--script-filename", metavar="FILE", help="ping's SCRIPT_FILENAME (default: the path)"
+    )
+    checks.add_argument("-e", "--expect", metavar="STRING", help="ping's body must contain it")
+    checks.add_argument("--status-path", metavar="PATH", help="pm.status_path (default /status)")
+    checks.add_argument("--full", action="store_true", help="per-process metrics and longest_request")
+    checks.add_argument("-w", "--warning", action="append", default=[], metavar="METRIC=RANGE")
+    checks.add_argument("-c", "--critical", action="append", default=[], metavar="METRIC=RANGE")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("-t", "--timeout", type=_seconds, metavar="SECONDS", help="per exchange (default 5)")
+    limits.add_argument("--connect-timeout", type=_seconds, metavar="SECONDS")
+    limits.add_argument(
+        "--cache-ttl", type=_seconds, metavar="SECONDS", help="reuse a check's outcome this long (default 0)"
+    )
+    limits.add_argument(
+        "--max-inflight", type=_count, metavar="N", help="FastCGI exchanges per target at once (default 2)"
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"check_fastcgi {__version__}")
+    return parser
+
+
+def _pairs(specs: List[str], option: str) -> Dict[str, str]:
+    found = {}
+    for spec in specs:
+        metric, equals, value = spec.partition("=")
+        if not equals:
+            raise UsageError(f"{option} {spec!r}: give METRIC=RANGE")
+        found[metric.strip()] = value
+    return found
+
+
+def build_config(args: argparse.Namespace, environ: Dict[str, str]) -> ServeConfig:
+    document = from_toml(args.config) if args.config else {}
+    settings: Dict[str, object] = {
+        "ping_path": args.ping_path,
+        "script_filename": args.script_filename,
+        "expect": args.expect,
+        "status_path": args.status_path,
+        "full": args.full,
+        "warning": _pairs(args.warning, "-w"),
+        "critical": _pairs(args.critical, "-c"),
+    }
+    settings = {key: value for key, value in settings.items() if value}
+    ranges(settings.get("warning", {}), "-w")  # type: ignore[arg-type]
+    ranges(settings.get("critical", {}), "-c")  # type: ignore[arg-type]
+    targets: List[TargetConfig] = targets_from_toml(document)
+    if args.host or args.port or args.socket:
+        targets.append(target_config("fpm", parse_address(args.host, args.port, args.socket), settings))
+    for spec in args.target:
+        name, address = parse_target(spec)
+        targets.append(target_config(name, address, settings))
+    if args.discover:
+        targets += discovered_targets(args.discover_root, settings)
+    env_listen, env_targets = from_environment(environ)
+    if not targets:
+        targets = env_targets
+    if not targets:
+        raise UsageError("no target: give -H/-p, -s, --target NAME=ADDRESS or --config FILE")
+    names = [target.name for target in targets]
+    if len(set(names)) != len(names):
+        raise UsageError(f"target names must differ: {', '.join(names)}")
+    listen_text = args.listen or document.get("listen")
+    listen = parse_listen(str(listen_text)) if listen_text else env_listen or DEFAULT_LISTEN
+
+    def pick(option: Optional[object], key: str, default: object) -> object:
+        return option if option is not None else document.get(key, default)
+
+    return ServeConfig(
+        listen=listen,
+        targets=tuple(targets),
+        timeout=float(pick(args.timeout, "timeout", 5.0)),  # type: ignore[arg-type]
+        connect_timeout=pick(args.connect_timeout, "connect_timeout", None),  # type: ignore[arg-type]
+        cache_ttl=float(pick(args.cache_ttl, "cache_ttl", 0.0)),  # type: ignore[arg-type]
+        max_inflight=int(pick(args.max_inflight, "max_inflight", 2)),  # type: ignore[call-overload]
+        max_connections=int(pick(args.max_connections, "max_connections", 64)),  # type: ignore[call-overload]
+    )
+
+
+def discovered_targets(root: str, settings: Dict[str, object]) -> List[TargetConfig]:
+    """A target per discovered pool, named after it ("8.2-www"), with the
+    pool's own ping and status paths and pm.max_children."""
+    from ..discover.main import discover  # noqa: PLC0415
+
+    pools, problems, _ = discover([], from_running=True, root=root)
+    for problem in problems:
+        sys.stderr.write(f"<4>discover: {problem}\n")
+    found = []
+    names: Set[str] = set()
+    for pool in pools:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", pool.title).strip("-")[:60] or "pool"
+        while name in names:
+            name += "_"
+        names.add(name)
+        own = dict(settings)
+        if pool.ping_path:
+            own.setdefault("ping_path", pool.ping_path)
+            own.setdefault("expect", pool.ping_response or "pong")
+        if pool.status_path:
+            own.setdefault("status_path", pool.status_path)
+        if pool.max_children:
+            own["max_children"] = int(pool.max_children)
+        found.append(target_config(name, parse_address(pool.listen, None, None), own))
+    return found
+
+
+def main(argv: Sequence[str], environ: Optional[Dict[str, str]] = None) -> NoReturn:
+    from ..runner import early_signal  # noqa: PLC0415
+
+    if early_signal() is not None:  # told to stop while starting up
+        sys.exit(0)
+    try:
+        import prometheus_client  # noqa: F401, PLC0415
+    except ModuleNotFoundError:
+        fail("needs prometheus_client: pip install 'check_fastcgi[serve]'")
+    args = parser().parse_args(list(argv))
+    try:
+        config = build_config(args, dict(os.environ if environ is None else environ))
+    except UsageError as exc:
+        fail(str(exc))
+    serve(config)
+
+
+def serve(config: ServeConfig) -> NoReturn:
+    from prometheus_client.registry import CollectorRegistry  # noqa: PLC0415
+
+    from .exporter import FpmCollector  # noqa: PLC0415
+    from .http import SidecarServer  # noqa: PLC0415
+    from .probes import Prober  # noqa: PLC0415
+
+    prober = Prober(config)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FpmCollector(prober))
+    try:
+        server = SidecarServer(config.listen, prober, registry)
+    except OSError as exc:
+        fail(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {(exc.strerror or str(exc)).lower()}")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    host, port = str(server.server_address[0]), server.server_address[1]
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    names = ", ".join(f"{t.name}={t.address}" for t in config.targets)
+    sys.stderr.write(f"<6>check_fastcgi serve {__version__}: listening on {shown} for {names}\n")
+    sys.stderr.flush()
+    loop = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    loop.start()
+    while not stop.wait(1.0):
+        pass
+    sys.stderr.write("<6>stopping: finishing the probes in flight\n")
+    sys.stderr.flush()
+    server.drain()
+    server.server_close()  # joins the request threads, each bounded by -t
+    sys.exit(0)

@@ -1,0 +1,103 @@
+"""/metrics as Prometheus sees it: promtool checks the exposition, and a
+real Prometheus (Debian's) scrapes the sidecar; the figures are read back
+through its HTTP API."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+
+from tests.fpm import FpmPool, free_port, wait_until
+from tests.sidecar import Sidecar
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FpmPool]:
+    with FpmPool(tmp_path_factory.mktemp("prom"), max_children=3, pool_name="prom") as started:
+        yield started
+
+
+@pytest.fixture
+def sidecar(pool: FpmPool) -> Iterator[Sidecar]:
+    targets = ["--target", f"tcp=127.0.0.1:{pool.port}", "--target", f"unix={pool.socket_path}", "--full"]
+    with Sidecar(*targets) as running:
+        yield running
+
+
+def test_promtool_accepts_the_exposition(sidecar: Sidecar) -> None:
+    status, body, headers = sidecar.get("/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain; version=")
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = body.splitlines()
+    for name in (
+        "phpfpm_up",
+        "phpfpm_active_processes",
+        "phpfpm_accepted_connections_total",
+        "phpfpm_start_since",
+    ):
+        assert any(line.startswith(f'{name}{{pool="prom",target="tcp"}}') for line in lines), name
+    # hipages' bare counter names, for existing dashboards:
+    assert any(line.startswith('phpfpm_accepted_connections{pool="prom",target="tcp"}') for line in lines)
+    assert any(line.startswith("phpfpm_process_requests_total{") for line in lines)
+    assert any(line.startswith('phpfpm_process_state{pid="') and 'state="Idle"' in line for line in lines)
+    # start_since is seconds (small), accepted connections a count: not swapped as in hipages
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if not line.startswith("#")
+    }
+    assert values['phpfpm_start_since{pool="prom",target="tcp"}'] < 3600
+
+
+def query(port: int, promql: str) -> List[dict]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(promql)}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        result: List[dict] = json.load(response)["data"]["result"]
+    return result
+
+
+def test_a_real_prometheus_scrapes_the_sidecar(sidecar: Sidecar, pool: FpmPool, tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        f"scrape_configs:\n  - job_name: fpm\n    static_configs:\n      - targets: ['127.0.0.1:{sidecar.port}']\n"
+    )
+    log_path = tmp_path / "prometheus.log"
+    log = log_path.open("w")
+    server = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+
+        def scraped() -> bool:
+            if server.poll() is not None:
+                raise RuntimeError(f"prometheus exited: {log_path.read_text()[-2000:]}")
+            try:
+                return len(query(port, "phpfpm_up == 1")) == 2
+            except OSError:
+                return False
+
+        wait_until(scraped, 60, "Prometheus scraping the sidecar", interval=0.2)
+        total = query(port, 'phpfpm_total_processes{target="tcp"}')
+        assert total[0]["metric"]["pool"] == "prom" and total[0]["value"][1] == "3"
+        assert query(port, 'up{job="fpm"}')[0]["value"][1] == "1"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+        log.close()
