@@ -94,8 +94,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
         yield workdir, pool, main_conf(workdir, pool)
 
 
-def test_config_validates(setup: tuple) -> None:
-    workdir, _, conf = setup
+def validate(conf: Path, workdir: Path) -> str:
+    """`icinga2 daemon -C` on a config: what it printed, once it accepted it."""
     done = subprocess.run(
         [icinga2(), "daemon", "-C", "-c", str(conf), *defines(workdir)],
         capture_output=True,
@@ -103,7 +103,12 @@ def test_config_validates(setup: tuple) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout[-3000:]
-    assert "Instantiated 2 Services." in done.stdout
+    return done.stdout
+
+
+def test_config_validates(setup: tuple) -> None:
+    workdir, _, conf = setup
+    assert "Instantiated 2 Services." in validate(conf, workdir)
 
 
 def perfdata_lines(workdir: Path) -> List[Dict[str, str]]:

@@ -1,0 +1,116 @@
+"""``check_fastcgi discover [--config FILE] [--from-running] [--format F]``.
+
+Prints on stdout in the chosen format and exits 0 when any configuration
+was read, its problems included in the output; when nothing could be read
+it says so as a plugin would: ``FASTCGI UNKNOWN - ...``, exit 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, NoReturn, Sequence, Tuple
+
+from ..fpm.config_files import Problem, default_masters, read_master, running_masters
+from .formats import FORMATS, PLUGIN
+from .pools import Pool, as_pool, qualify
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stdout.write(f"FASTCGI UNKNOWN - check_fastcgi discover: {message} (see --help)\n")
+        sys.exit(3)
+
+    def _print_message(self, message: str, file: object = None) -> None:
+        if message:
+            sys.stdout.write(message)
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="check_fastcgi discover",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Lists the PHP-FPM pools of this host from FPM's configuration: name, PHP version, listen\n"
+            "address as check_fastcgi takes it, pm and pm.max_children, status and ping paths, socket\n"
+            "owner and mode, and which modes can run; or writes monitoring definitions for them."
+        ),
+        epilog=(
+            "Formats: table (default); json, Zabbix low-level discovery ({#POOL}, {#LISTEN}, {#HOST},\n"
+            "{#PORT}, {#SOCKET}, {#TRANSPORT}, {#STATUS_PATH}, {#PING_PATH}, {#MAX_CHILDREN}, ...);\n"
+            "icinga2, nagios and monit: service definitions using contrib/'s commands."
+        ),
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a master's php-fpm.conf (repeatable; default: the usual places)",
+    )
+    parser.add_argument("--from-running", action="store_true", help="also the masters running now (/proc)")
+    parser.add_argument("--root", default="/", metavar="DIR", help="look for the usual places under DIR")
+    parser.add_argument("--format", choices=sorted(FORMATS), default="table")
+    parser.add_argument("--host-name", default="localhost", help="host_name in icinga2 and nagios output")
+    parser.add_argument(
+        "--plugin", default=PLUGIN, help=f"the plugin's path in monit output (default {PLUGIN})"
+    )
+    return parser
+
+
+def discover(
+    configs: Sequence[str], from_running: bool = False, root: str = "/"
+) -> Tuple[List[Pool], List[Problem], List[str]]:
+    """Pools, problems, and the master configurations read."""
+    masters = list(configs) or default_masters(root)
+    if from_running:
+        masters += [path for _, path in running_masters() if path not in masters]
+    pools: List[Pool] = []
+    problems: List[Problem] = []
+    for master in masters:
+        reading = read_master(master)
+        problems += reading.problems
+        for config in reading.pools:
+            pool = as_pool(config)
+            if pool is None:
+                problems.append(
+                    Problem(
+                        config.file,
+                        config.line,
+                        f"pool [{config.name}]: listen {config.get('listen')!r} is no address",
+                    )
+                )
+            else:
+                pools.append(pool)
+    problems.sort(key=lambda problem: (problem.file, problem.line))
+    return qualify(pools), problems, masters
+
+
+def main(argv: Sequence[str]) -> NoReturn:
+    try:
+        _main(argv)
+    except Exception as exc:  # one line, as everywhere: never a traceback
+        sys.stdout.write(f"FASTCGI UNKNOWN - discover: internal error: {type(exc).__name__}: {exc}\n")
+        sys.exit(3)
+    sys.exit(0)
+
+
+def _main(argv: Sequence[str]) -> None:
+    args = parser().parse_args(list(argv))
+    pools, problems, masters = discover(args.config, args.from_running, args.root)
+    if not pools and not masters:
+        sys.stdout.write(
+            "FASTCGI UNKNOWN - discover: no PHP-FPM configuration found "
+            "(give --config FILE, or --from-running while FPM runs)\n"
+        )
+        sys.exit(3)
+    if not pools:
+        first = f": {problems[0]}" if problems else ""
+        sys.stdout.write(
+            f"FASTCGI UNKNOWN - discover: no pool could be read from {', '.join(masters)}{first}\n"
+        )
+        for problem in problems[1:]:
+            sys.stdout.write(f"problem: {problem}\n")
+        sys.exit(3)
+    sys.stdout.write(FORMATS[args.format](pools, problems, host=args.host_name, plugin=args.plugin))
