@@ -173,6 +173,9 @@ _CONNECT_ERRORS: Dict[int, Tuple[Type[ConnectError], str]] = {
     errno.EACCES: (PermissionDenied, "permission denied"),
     errno.EPERM: (PermissionDenied, "permission denied"),
     errno.EAGAIN: (BacklogFull, "listen backlog full"),
+    # Accepted and reset before connect() returned (a server that hangs up
+    # at once): the same words as a reset later on.
+    errno.ECONNRESET: (ConnectError, "connection reset by the server"),
 }
 
 

@@ -116,7 +116,8 @@ def end_request(status: int = 0, body: Optional[bytes] = None) -> bytes:
 # machine schedules it first): then sending fails, which is as true.
 CLOSED = (
     r"(connection closed before the reply was complete|connection reset by the server before the reply was complete"
-    r"|sending the request failed: connection (closed|reset) by the server)"
+    r"|sending the request failed: connection (closed|reset) by the server"
+    r"|connect to \S+: connection reset by the server)"
 )
 TIMED_OUT_EMPTY = r"no reply from \S+ within 1s \(-t\): connection accepted, but nothing answered \(every worker busy, or not a FastCGI server\?\)"
 Expect = Dict[str, Tuple[int, str]]

@@ -41,3 +41,23 @@ def test_the_pod_spec_probes_answer_as_documented(tmp_path: Path) -> None:
             pool.stop()
             assert sidecar.get(readiness)[0] == 503  # out of rotation
             assert sidecar.get(liveness)[0] == 200  # but not restarted: the sidecar is fine
+
+
+def test_the_sidecar_image_runs_its_entrypoint(tmp_path: Path) -> None:
+    block = re.search(r"```dockerfile\n(FROM python.*?)```", README, re.S)
+    assert block, "README has no sidecar Dockerfile"
+    dockerfile = block.group(1)
+    entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
+    assert "USER nobody" in dockerfile and "EXPOSE 9253" in dockerfile
+    with FpmPool(tmp_path / "fpm", max_children=2) as pool:
+        port = free_port()
+        args = [
+            a.replace("0.0.0.0:9253", f"127.0.0.1:{port}").replace("9000", str(pool.port))
+            for a in entrypoint + cmd
+        ]
+        sidecar = Sidecar(port=port)
+        sidecar.command = [sidecar.command[0], *args[1:]]
+        with sidecar:
+            assert sidecar.get("/ping")[0] == 200
+            assert sidecar.get("/healthz")[0] == 200
