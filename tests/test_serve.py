@@ -269,3 +269,26 @@ def test_sidecar_stops_cleanly_on_sigint(pool: FpmPool) -> None:
     assert sidecar.process is not None
     sidecar.process.send_signal(signal.SIGINT)
     assert sidecar.stop() == 0
+
+
+def test_waiting_for_a_turn_counts_against_the_deadline() -> None:
+    """One exchange at a time, a server that never answers, two checks at
+    once: the second waits for a turn, and both still answer within -t."""
+    with (
+        servers.ScriptedServer(servers.silent) as silent,
+        Sidecar("--target", f"quiet=127.0.0.1:{silent.port}", "-t", "1", "--max-inflight", "1") as sidecar,
+    ):
+        answers: List[tuple] = []
+
+        def probe(path: str) -> None:
+            started = time.monotonic()
+            status, text, _ = sidecar.get(path)
+            answers.append((path, status, time.monotonic() - started, text))
+
+        both = [threading.Thread(target=probe, args=(path,)) for path in ("/ping", "/status")]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join(10)
+    assert sorted(a[1] for a in answers) == [503, 503], answers
+    assert all(elapsed < 1.8 for _, _, elapsed, _ in answers), answers

@@ -47,10 +47,12 @@ COUNTERS = [
 PROCESS_STATES = ("Idle", "Running", "Reading headers", "Getting request information", "Finishing", "Ending")
 
 
-def fetch(target: TargetConfig, timeout: float, connect_timeout: Optional[float]) -> PoolStatus:
+def fetch(
+    target: TargetConfig, deadline: float, timeout: float, connect_timeout: Optional[float]
+) -> PoolStatus:
     """The target's status page, parsed; raises on any failure."""
     query = "json&full" if target.status.full else "json"
-    limits = Limits(timeout=timeout, deadline=time.monotonic() + timeout, connect_timeout=connect_timeout)
+    limits = Limits(timeout=timeout, deadline=deadline, connect_timeout=connect_timeout)
     response = Target(target.address, limits).request(build_params(target.status.path, query=query))
     if response.status != 200:
         raise StatusPageError(f"HTTP {response.status}")
@@ -67,11 +69,15 @@ class FpmCollector(Collector):
     def _status(self, target: TargetConfig) -> Optional[PoolStatus]:
         config = self.prober.config
 
+        deadline = time.monotonic() + config.timeout
+
         def work() -> PoolStatus:
-            return self.prober.bounded(target, lambda: fetch(target, config.timeout, config.connect_timeout))
+            return self.prober.bounded(
+                target, lambda: fetch(target, deadline, config.timeout, config.connect_timeout), deadline
+            )
 
         try:
-            return self.prober.flights.run((target.name, "metrics"), work, config.timeout + 1.0)
+            return self.prober.flights.run((target.name, "metrics"), work, config.timeout + 0.5)
         except (fcgi_wire.FastCGIError, StatusPageError, Busy):
             self.failures[target.name] += 1
             return None

@@ -113,11 +113,11 @@ class Prober:
         with self._lock:
             return dict(self._latest)
 
-    def bounded(self, target: TargetConfig, work: Callable[[], T]) -> T:
+    def bounded(self, target: TargetConfig, work: Callable[[], T], deadline: float) -> T:
         """Run an exchange with ``target`` when fewer than max_inflight are
-        under way; wait at most -t for a turn, else raise Busy."""
+        under way; wait for a turn until ``deadline`` at most, else Busy."""
         bound = self._bounds[target.name]
-        if not bound.acquire(timeout=self.config.timeout):
+        if not bound.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             raise Busy(f"{self.config.max_inflight} exchanges with {target.name} in flight already")
         try:
             with self._lock:
@@ -134,11 +134,14 @@ class Prober:
                 cached = self._latest.get(key)
             if cached is not None and time.monotonic() - cached.at < ttl:
                 return cached
+        # One deadline for the whole probe: the wait for a turn and the
+        # exchange share -t, so a probe never takes longer than -t.
+        deadline = time.monotonic() + self.config.timeout
         try:
             outcome = self.flights.run(
                 key,
-                lambda: self.bounded(target, lambda: self.run_check(target, mode)),
-                self.config.timeout + 1.0,
+                lambda: self.bounded(target, lambda: self.run_check(target, mode, deadline), deadline),
+                self.config.timeout + 0.5,
             )
         except Busy as exc:
             outcome = self._unknown(target, mode, str(exc))
@@ -150,12 +153,12 @@ class Prober:
             self._log_change(outcome, previous)
         return outcome
 
-    def run_check(self, target: TargetConfig, mode: str) -> Outcome:
+    def run_check(self, target: TargetConfig, mode: str, deadline: Optional[float] = None) -> Outcome:
         """One check, as the plugin runs it, without its process-wide parts."""
         started = time.monotonic()
         limits = Limits(
             timeout=self.config.timeout,
-            deadline=started + self.config.timeout,
+            deadline=deadline if deadline is not None else started + self.config.timeout,
             connect_timeout=self.config.connect_timeout,
         )
         where = Target(target.address, limits)
