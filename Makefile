@@ -32,14 +32,17 @@ demo: venv
 	tools/system-packages demo
 	$(BIN)/python -m tests.demo
 
+# The scripts in tools/ have no .py suffix: they are named one by one.
+TOOLS := tools/bench tools/build-zipapp tools/system-packages
+
 lint: venv
-	$(BIN)/ruff check fcgi_wire plugins tests
-	$(BIN)/ruff format --check fcgi_wire plugins tests
+	$(BIN)/ruff check fcgi_wire plugins tests $(TOOLS)
+	$(BIN)/ruff format --check fcgi_wire plugins tests $(TOOLS)
 	MYPYPATH=stubs $(BIN)/mypy --strict fcgi_wire plugins/check_fastcgi
 
 format: venv
-	$(BIN)/ruff format fcgi_wire plugins tests
-	$(BIN)/ruff check --fix fcgi_wire plugins tests
+	$(BIN)/ruff format fcgi_wire plugins tests $(TOOLS)
+	$(BIN)/ruff check --fix fcgi_wire plugins tests $(TOOLS)
 
 test: system-packages lint
 	$(BIN)/python -m pytest
