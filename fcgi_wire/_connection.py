@@ -68,6 +68,7 @@ HEAD_BYTES = 64
 #: Record types by number: a dict lookup, cheaper per record than calling
 #: the enum (and no exception for the numbers it does not know).
 _RECORD_TYPES = {int(kind): kind for kind in RecordType}
+_PROTOCOL_STATUSES = {int(status): status for status in ProtocolStatus}
 
 
 class State(enum.Enum):
@@ -225,9 +226,8 @@ class Connection:
                 f"FCGI_END_REQUEST body of {len(record.content)} bytes, expected {END_REQUEST_BODY.size}"
             )
         app_status, raw_status = END_REQUEST_BODY.unpack(record.content)
-        try:
-            protocol_status = ProtocolStatus(raw_status)
-        except ValueError:
-            raise RemoteProtocolError(f"FCGI_END_REQUEST with unknown protocolStatus {raw_status}") from None
+        protocol_status = _PROTOCOL_STATUSES.get(raw_status)
+        if protocol_status is None:
+            raise RemoteProtocolError(f"FCGI_END_REQUEST with unknown protocolStatus {raw_status}")
         self._request_open = False
         return EndRequest(app_status, protocol_status)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -387,3 +388,35 @@ def test_item17_the_readme_starts_with_install_and_keeps_deep_reference_in_docs(
     assert "ln -s /opt/check_fastcgi/bin/check_fastcgi /usr/lib/nagios/plugins/check_fastcgi" in install
     for doc in ("docs/interoperability.md", "docs/fcgi_wire.md"):
         assert (ROOT / doc).exists() and f"]({doc})" in readme
+
+
+def test_the_fast_exit_prints_and_exits_exactly_as_the_full_one(pool: FpmPool) -> None:
+    """Outside dev mode a check ends with os._exit once its output is
+    flushed (the interpreter's teardown was half of a check's overhead):
+    the same bytes and exit codes as the full exit the tests use."""
+    import os as _os  # noqa: PLC0415
+
+    base = {
+        "PATH": _os.environ.get("PATH", "/usr/bin:/bin"),
+        "LC_ALL": "C.UTF-8",
+        "XDG_STATE_HOME": "/nonexistent",
+    }
+    cases = [
+        (["ping", *pool.targets()["tcp"]], 0),
+        (["ping", "-p", "1"], 2),
+        (["ping", "-p", "1", "--format", "json"], 0),
+        (["status", "-w", "bogus=1"], 3),
+        (["--version"], 3),
+    ]
+    for args, code in cases:
+        fast = subprocess.run([CHECK, *args], capture_output=True, text=True, env=base, timeout=30)
+        full = subprocess.run(
+            [CHECK, *args], capture_output=True, text=True, env={**base, "PYTHONDEVMODE": "1"}, timeout=30
+        )
+        assert (fast.returncode, fast.stderr) == (full.returncode, full.stderr) == (code, ""), (
+            args,
+            fast,
+            full,
+        )
+        strip = re.compile(r"\d+\.\d+ ms|time=[\d.e-]+s")  # the timings differ, nothing else may
+        assert strip.sub("", fast.stdout) == strip.sub("", full.stdout) != "", args

@@ -33,7 +33,8 @@ def test_handshake_does_not_import_other_modes() -> None:
         "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in sys.modules if m.startswith('check_fastcgi.')))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # -X dev: the full exit (SystemExit), not the fast one a check takes.
+    result = subprocess.run([sys.executable, "-X", "dev", "-c", code], capture_output=True, text=True)
     loaded = result.stdout.strip().splitlines()[-1]
     assert "check_fastcgi.modes.handshake" in loaded
     assert "check_fastcgi.modes.status" not in loaded and "check_fastcgi.modes.ping" not in loaded
