@@ -5,8 +5,9 @@ A monitoring plugin is a new process per check, and ``dataclasses`` pulls in
 milliseconds on every run. ``Value`` gives what we used from it (typed
 fields from annotations, defaults, positional or keyword construction,
 frozen instances, equality, hashing, a readable repr, ``_replace``) with
-``__slots__`` and one generic ``__init__``. Type checkers see it as a frozen
-dataclass through ``dataclass_transform``.
+``__slots__`` and an ``__init__`` compiled for each class the first time it
+is used. Type checkers see it as a frozen dataclass through
+``dataclass_transform``.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ else:
 
 class FrozenError(AttributeError):
     """Assignment to a field of a frozen value."""
-
-
-_MISSING = object()
 
 
 def _compile_init(fields: Tuple[str, ...], defaults: Dict[str, Any], setters: Tuple[Any, ...]) -> Any:

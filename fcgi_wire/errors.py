@@ -77,9 +77,6 @@ class NotASocket(ConnectError):
 
 # --- the exchange started but did not finish ---------------------------------
 
-#: Timeout phases, in the order an exchange goes through them.
-PHASES = ("resolve", "connect", "send", "reply", "reply-incomplete")
-
 
 class Timeout(FastCGIError):
     """The deadline passed; ``phase`` says what the client was waiting for.

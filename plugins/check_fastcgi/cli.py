@@ -40,7 +40,7 @@ def _missing_mode(argv: Sequence[str]) -> Optional[str]:
     if not argv:
         return f"no mode given: check_fastcgi MODE [options], MODE one of {modes}"
     first = argv[0]
-    if first in MODE_NAMES or first in _HELP_OR_VERSION or first in ("serve", "discover"):
+    if first in MODE_NAMES or first in _HELP_OR_VERSION:
         return None
     if first.startswith("-"):
         return f"no mode given before {first}: check_fastcgi MODE [options], MODE one of {modes}"

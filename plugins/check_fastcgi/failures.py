@@ -82,9 +82,12 @@ def _describe(exc: fcgi_wire.FastCGIError, limits: Limits) -> str:
 
 
 def _timeout(exc: fcgi_wire.Timeout, limits: Limits) -> str:
-    where = exc.address or "the server"
+    """The library states the phase and how long this exchange had; the
+    operator set -t (start-up included) or --connect-timeout: name those,
+    and what a silent accepted connection usually means."""
     if exc.phase == "connect" and limits.connect_timeout is not None and exc.limit < limits.timeout:
-        return f"connect to {where}: timed out after {exc.limit:g}s (--connect-timeout)"
+        return f"{exc} (--connect-timeout)"
+    where = exc.address or "the server"
     limit = f"{limits.timeout:g}s (-t)"
     if exc.phase == "reply":
         return (
@@ -93,11 +96,8 @@ def _timeout(exc: fcgi_wire.Timeout, limits: Limits) -> str:
         )
     if exc.phase == "reply-incomplete":
         return f"reply from {where} incomplete after {limit}: {exc.received} bytes received"
-    if exc.phase == "resolve":
-        return f"resolving {where} timed out after {limit}"
-    if exc.phase == "send":
-        return f"sending the request to {where} timed out after {limit}"
-    return f"connect to {where}: timed out after {limit}"
+    # resolve, connect, send: the library's own sentence, with -t's limit.
+    return f"{fcgi_wire.Timeout(exc.phase, limits.timeout, address=exc.address)} (-t)"
 
 
 def _details(exc: fcgi_wire.FastCGIError) -> Tuple[str, ...]:

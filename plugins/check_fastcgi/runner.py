@@ -93,8 +93,9 @@ def guarded(output: Output, function: Callable[[], NoReturn]) -> NoReturn:
     try:
         for signum in STOP_SIGNALS:
             signal.signal(signum, _interrupt)
-        if _early:
-            raise Interrupted(_early[0])
+        early = early_signal()
+        if early is not None:
+            raise Interrupted(early)
         function()
     except Interrupted as stop:
         finish(output.early("UNKNOWN", f"interrupted by {stop}"), output.exit_code("UNKNOWN"))

@@ -66,7 +66,6 @@ class StateFile:
         self._private_dir = private_dir
         #: Why ``document`` is None although a file was there, if so.
         self.problem: Optional[str] = None
-        self._may_replace = True
         self.document = self._read()
 
     def _read(self) -> Optional[Dict[str, Any]]:
@@ -90,7 +89,6 @@ class StateFile:
             return None
         ours = self._private_dir or data.startswith(_OUR_PREFIXES)
         if not ours:
-            self._may_replace = False
             raise StateFileError(
                 f"state file {self.path} holds something else ({info.st_size} bytes, "
                 "not a check_fastcgi state file); refusing to overwrite it: "
@@ -106,8 +104,6 @@ class StateFile:
 
     def replace(self, document: Dict[str, Any]) -> None:
         """Store ``document`` atomically (temporary file, fsync, rename)."""
-        if not self._may_replace:  # pragma: no cover - _read raised already
-            raise StateFileError(f"state file {self.path} is not ours to replace")
         body = json.dumps({FORMAT_KEY: FORMAT_VERSION, **document}, allow_nan=False).encode()
         temporary = f".{self.name}.{os.urandom(6).hex()}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

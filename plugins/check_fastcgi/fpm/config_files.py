@@ -206,14 +206,8 @@ class _Reader:
         """Judge the pools as FPM would, once every file is read."""
         master = self.reading.master
         for name, (path, line, settings) in self.sections.items():
-            problem = next(
-                (
-                    f"{key} {check(settings[key])}"
-                    for key, check in _CHECKS.items()
-                    if key in settings and check(settings[key])
-                ),
-                None,
-            )
+            problems = [(key, check(settings[key])) for key, check in _CHECKS.items() if key in settings]
+            problem = next((f"{key} {text}" for key, text in problems if text), None)
             if problem:
                 self.problem(path, line, f"pool [{name}]: {problem}")
             elif not settings.get("listen"):

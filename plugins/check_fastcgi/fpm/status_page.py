@@ -82,6 +82,13 @@ class PoolStatus(Value):
     processes: Optional[List[Process]] = None  # None: not asked for, or unreadable
 
 
+def longest_running(processes: List[Process], own_uri: str) -> Optional[Process]:
+    """The process whose request has run longest, among those in state
+    Running, leaving out the status request that asked (``own_uri``)."""
+    running = [p for p in processes if p.state == "Running" and p.request_uri != own_uri]
+    return max(running, key=lambda p: p.request_duration, default=None)
+
+
 def _escape_raw(raw: str) -> str:
     # Already valid when FPM escaped it itself (the query part is escaped).
     return raw if _parse(f'"{raw}"') is not None else json.dumps(raw)[1:-1]

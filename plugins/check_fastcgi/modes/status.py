@@ -16,7 +16,7 @@ from fcgi_wire._values import TYPE_CHECKING, Value
 from ..cgi_params import build_params
 from ..failures import Failure, FailureContext, failure_metric, from_error
 from ..fpm.rates import COUNTERS, default_state_dir, rates, state_file_name
-from ..fpm.status_page import PoolStatus, Process, StatusPageError, parse_status
+from ..fpm.status_page import PoolStatus, Process, StatusPageError, longest_running, parse_status
 from ..target import UsageError
 from ..text import human_seconds, printable, quoted
 from . import Mode
@@ -171,21 +171,17 @@ class StatusPageProbe(nagiosplugin.Resource):
         if status.processes is None:
             self.notes.append("longest_request unknown: no process list")
             return
-        own_uri = f"{self.options.path}?{self.options.query}"
-        running = [p for p in status.processes if p.state == "Running" and p.request_uri != own_uri]
-        self.longest = max(running, key=lambda p: p.request_duration, default=None)
+        self.longest = longest_running(status.processes, f"{self.options.path}?{self.options.query}")
         seconds = self.longest.request_duration if self.longest else 0.0
         yield nagiosplugin.Metric("longest_request", round(seconds, 6), "s", min=0, context="longest_request")
 
     def _rates(self, status: PoolStatus) -> Iterator[nagiosplugin.Metric]:
         options = self.options
+        # Our own default directory: whatever lies in it is ours to replace.
         private_dir = not options.state_file
-        if options.state_file:
-            path = options.state_file
-        else:
-            path = os.path.join(
-                default_state_dir(), state_file_name(str(self.target), options.path, status.pool)
-            )
+        path = options.state_file or os.path.join(
+            default_state_dir(), state_file_name(str(self.target), options.path, status.pool)
+        )
         counters = {name: status.figures[name] for name in COUNTERS if name in status.figures}
         found, why_not = rates(
             path,

@@ -80,10 +80,14 @@ def parse_target(text: str) -> Tuple[str, fcgi_wire.TcpAddress | fcgi_wire.UnixA
 
 
 def ranges(spec: Mapping[str, Any], which: str) -> Dict[str, nagiosplugin.Range]:
+    """METRIC = RANGE settings as Ranges (ones parsed already pass as they are)."""
     found = {}
     for metric, text in spec.items():
         if metric not in METRIC_NAMES:
             raise UsageError(f"{which}: unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
+        if isinstance(text, nagiosplugin.Range):
+            found[metric] = text
+            continue
         try:
             found[metric] = nagiosplugin.Range(str(text))
         except ValueError:

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 import fcgi_wire
 
 from ..cgi_params import build_params
-from ..fpm.status_page import PoolStatus, StatusPageError, parse_status
+from ..fpm.status_page import PoolStatus, StatusPageError, longest_running, parse_status
 from ..target import Limits, Target
 from .config import TargetConfig
 from .probes import Busy, Prober
@@ -51,7 +51,7 @@ def fetch(
     target: TargetConfig, deadline: float, timeout: float, connect_timeout: Optional[float]
 ) -> PoolStatus:
     """The target's status page, parsed; raises on any failure."""
-    query = "json&full" if target.status.full else "json"
+    query = target.status.query
     limits = Limits(timeout=timeout, deadline=deadline, connect_timeout=connect_timeout)
     response = Target(target.address, limits).request(build_params(target.status.path, query=query))
     if response.status != 200:
@@ -157,9 +157,8 @@ class _ProcessFamilies:
         )
 
     def add(self, pool: str, target: TargetConfig, status: PoolStatus) -> None:
-        own = f"{target.status.path}?json&full"
-        longest = 0.0
-        for process in status.processes or []:
+        processes = status.processes or []
+        for process in processes:
             values = [pool, target.name, str(process.pid)]
             self.requests.add_metric(values, process.requests)
             self.memory.add_metric(values, process.last_request_memory)
@@ -167,9 +166,8 @@ class _ProcessFamilies:
             self.duration.add_metric(values, round(process.request_duration * 1_000_000))
             for state in _states(process.state):
                 self.state.add_metric([*values, state], 1 if state == process.state else 0)
-            if process.state == "Running" and process.request_uri != own:
-                longest = max(longest, process.request_duration)
-        self.longest.add_metric([pool, target.name], longest)
+        longest = longest_running(processes, f"{target.status.path}?{target.status.query}")
+        self.longest.add_metric([pool, target.name], longest.request_duration if longest else 0.0)
 
     def families(self) -> List[Metric]:
         return [self.requests, self.memory, self.cpu, self.duration, self.state, self.longest]

@@ -136,12 +136,11 @@ def build_config(args: argparse.Namespace, environ: Dict[str, str]) -> ServeConf
         "expect": args.expect,
         "status_path": args.status_path,
         "full": args.full,
-        "warning": _pairs(args.warning, "-w"),
-        "critical": _pairs(args.critical, "-c"),
+        # Parsed here, once: a bad range is named by its option.
+        "warning": ranges(_pairs(args.warning, "-w"), "-w"),
+        "critical": ranges(_pairs(args.critical, "-c"), "-c"),
     }
     settings = {key: value for key, value in settings.items() if value}
-    ranges(settings.get("warning", {}), "-w")  # type: ignore[arg-type]
-    ranges(settings.get("critical", {}), "-c")  # type: ignore[arg-type]
     targets: List[TargetConfig] = targets_from_toml(document)
     if args.host or args.port or args.socket:
         targets.append(target_config("fpm", parse_address(args.host, args.port, args.socket), settings))

@@ -106,8 +106,6 @@ class Prober:
         self._bounds = {
             target.name: threading.BoundedSemaphore(config.max_inflight) for target in config.targets
         }
-        #: How many exchanges ran, per target: single flight shows in it.
-        self.exchanges: Dict[str, int] = {target.name: 0 for target in config.targets}
 
     def latest(self) -> Dict[Tuple[str, str], Outcome]:
         with self._lock:
@@ -120,8 +118,6 @@ class Prober:
         if not bound.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             raise Busy(f"{self.config.max_inflight} exchanges with {target.name} in flight already")
         try:
-            with self._lock:
-                self.exchanges[target.name] += 1
             return work()
         finally:
             bound.release()
