@@ -278,3 +278,47 @@ def test_serve_takes_its_targets_from_discovery(host: Layouts) -> None:
         assert sidecar.get("/8.1-legacy/handshake")[0] == 200
         status, text, _ = sidecar.get("/8.2-api/ping")
         assert status == 200, text
+
+
+def test_escapes_quotes_and_huge_numbers_never_reach_an_output(tmp_path: Path) -> None:
+    """Control characters in a name or value are refused where they are
+    read; a quote or a ; that an engine's format cannot carry leaves that
+    pool out of that format, and what is written still validates."""
+    config = tmp_path / "php-fpm.conf"
+    config.write_text(
+        '[global]\n[po"ol;x]\nlisten = /tmp/a"b.sock\npm = static\npm.max_children = 2\nping.path = /ping\n'
+        "[semi]\nlisten = '/tmp/c;d.sock'\n"
+        "[\x1b[31mred]\nlisten = 9001\n"
+        "[esc]\nlisten = 9002\nping.response = pong\x1b[2J\n"
+        "[big]\nlisten = 9003\npm.max_children = " + "9" * 42 + "\n"
+        "[ok]\nlisten = 9004\nping.path = /ping\n"
+    )
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [CHECK, "discover", "--config", str(config), *args], capture_output=True, text=True, timeout=60
+    )
+    table = run().stdout
+    assert "\x1b" not in table
+    assert f"problem: {config}:9: pool [?[31mred]: the name has control characters" in table
+    assert f"problem: {config}:13: ping.response: the value has control characters" in table
+    assert (
+        f"problem: {config}:14: pool [big]: pm.max_children must be a whole number from 1 to 2147483647"
+        in table
+    )
+    for output_format in ("json", "icinga2", "nagios", "monit"):
+        assert "\x1b" not in run("--format", output_format).stdout
+    services = tmp_path / "services.cfg"
+    services.write_text(run("--format", "nagios", "--host-name", "web1").stdout)
+    checked = subprocess.run(
+        ["nagios4", "-v", str(nagios_cfg(tmp_path, services))], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout[-2000:]
+    assert "# PHP-FPM semi handshake: left out, its address holds a ';'" in services.read_text()
+    control = tmp_path / "monitrc"
+    control.write_text(
+        f"set daemon 60\nset pidfile {tmp_path / 'm.pid'}\nset idfile {tmp_path / 'm.id'}\n"
+        f"set statefile {tmp_path / 'm.state'}\n" + run("--format", "monit", "--plugin", CHECK).stdout
+    )
+    control.chmod(0o600)
+    checked = subprocess.run(["monit", "-t", "-c", str(control)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert """# php-fpm-po-ol-x-ping: left out, its address holds a '"'""" in control.read_text()

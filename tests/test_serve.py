@@ -292,3 +292,51 @@ def test_waiting_for_a_turn_counts_against_the_deadline() -> None:
             thread.join(10)
     assert sorted(a[1] for a in answers) == [503, 503], answers
     assert all(elapsed < 1.8 for _, _, elapsed, _ in answers), answers
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("timeout = 1e400", "--config timeout 'inf': give seconds from 0.001 to 3600"),
+        ("timeout = -5", "--config timeout '-5': give seconds from 0.001 to 3600"),
+        ('timeout = "soon"', "--config timeout 'soon': give seconds from 0.001 to 3600"),
+        ("max_inflight = 0", "--config max_inflight '0': give a whole number from 1 to 10000"),
+        ("max_connections = " + "9" * 27, "--config max_connections '99999999999999999999'"),
+        ("max_inflight = true", "--config max_inflight 'True': give a whole number"),
+        ("timout = 5", "--config: unknown setting 'timout'"),
+        ('[targets.a]\naddress = "127.0.0.1:9"\nwarning = "x"', "target a: warning must be a table, not 'x'"),
+        (
+            '[targets.a]\naddress = "127.0.0.1:9"\nmax_children = true',
+            "target a: max_children must be a whole number, not 'True'",
+        ),
+        (
+            '[targets.a]\naddress = "127.0.0.1:9"\nfull = "no"',
+            "target a: full must be true or false, not 'no'",
+        ),
+        (
+            '[targets.a]\naddress = "127.0.0.1:9"\nmax_children = 10000000000',
+            "max_children must be a whole number from 1",
+        ),
+    ],
+)
+def test_a_configuration_file_is_held_to_the_command_lines_bounds(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    config = tmp_path / "serve.toml"
+    if "[targets" not in toml:
+        toml += '\n[targets.a]\naddress = "127.0.0.1:9"'
+    config.write_text(toml + "\n")
+    done = subprocess.run(
+        [*Sidecar("--config", str(config)).command], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2, done
+    assert done.stderr.startswith("check_fastcgi serve: ") and message in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["-t", "0"], ["-t", "nan"], ["--max-inflight", "0"], ["--cache-ttl", "-1"]])
+def test_command_line_limits_are_bounded(args: list) -> None:
+    done = subprocess.run(
+        [*Sidecar("-H", "127.0.0.1", *args).command], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2 and "give " in done.stderr and len(done.stderr.splitlines()) == 1, done

@@ -180,3 +180,11 @@ def test_plugin_asks_for_json_and_full() -> None:
     assert seen[0][b"SCRIPT_NAME"] == b"/fpm-status"
     assert seen[0][b"REQUEST_METHOD"] == b"GET"
     assert seen[0][b"SCRIPT_FILENAME"] == b"/fpm-status"
+
+
+def test_a_start_time_past_64_bits_counts_as_unknown() -> None:
+    status = parse_status(
+        page().replace(b'"start time":1700000000', b'"start time":' + str(10**400).encode())
+    )
+    assert status.start_time == 0
+    assert status.figures["accepted_conn"] == 1234

@@ -115,6 +115,9 @@ def nagios(pools: Sequence[Pool], problems: Sequence[Problem], *, host: str = "l
     for pool in pools:
         for mode in pool.monitored():
             args = pool.check_args(mode)
+            if any(";" in arg for arg in args):  # a ; starts a comment in Nagios' object files
+                lines.append(f"# {_service_name(pool, mode)}: left out, its address holds a ';'")
+                continue
             target_length = 2 if args[0] == "-s" else 4
             target, rest = args[:target_length], args[target_length:]
             command = f"{commands[mode]}!{_nagios_args(target)}"
@@ -124,11 +127,15 @@ def nagios(pools: Sequence[Pool], problems: Sequence[Problem], *, host: str = "l
                 "define service {",
                 "    use                     generic-service",
                 f"    host_name               {host}",
-                f"    service_description     {_service_name(pool, mode)}",
+                f"    service_description     {_NAGIOS_ILLEGAL.sub('_', _service_name(pool, mode))}",
                 f"    check_command           {command}",
                 "}",
             ]
     return "\n".join(lines) + "\n"
+
+
+#: Nagios' default illegal_object_name_chars, and its comment character.
+_NAGIOS_ILLEGAL = re.compile(r"[`~!$%^&*|'\"<>?,()=;]")
 
 
 def _nagios_args(args: List[str]) -> str:
@@ -144,6 +151,9 @@ def monit(pools: Sequence[Pool], problems: Sequence[Problem], *, plugin: str = P
             command = " ".join(
                 shlex.quote(part) for part in [plugin, mode, *pool.check_args(mode), "-t", "5"]
             )
+            if '"' in command:  # monit's path "..." has no escape for a quote
+                lines += [f"# {name}: left out, its address holds a '\"'", ""]
+                continue
             lines += [
                 f'check program {name} with path "{command}"',
                 "    with timeout 10 seconds",

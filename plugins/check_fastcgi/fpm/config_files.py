@@ -95,6 +95,12 @@ def read_master(path: str, environ: Optional[Mapping[str, str]] = None) -> Readi
     return reader.reading
 
 
+#: What header() returns for a line that is no section header at all, and
+#: for a section whose name it refuses (its settings are read into nothing).
+_NOT_A_HEADER = "\0not a header"
+_REFUSED = "\0refused"
+
+
 class _Reader:
     """One master's reading in progress: files seen (by device and inode,
     so a loop is read once) and pool names taken."""
@@ -112,38 +118,67 @@ class _Reader:
         text = self.load(path)
         if text is None:
             return
-        section: Optional[str] = None
+        section: Optional[str] = None  # None: before any section, or [global]
         section_line = 0
         settings: Dict[str, str] = {}
         for number, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if not line or line.startswith((";", "#")):
                 continue
-            if line.startswith("["):
-                end = line.find("]")
-                name = line[1:end].strip() if end > 0 else ""
-                if end < 0 or not name:
-                    self.problem(path, number, f"not a section header: {_short(line)}")
-                    continue
-                if section not in (None, "global"):
-                    self.add_pool(section, section_line, settings, path)
+            if not line.startswith("["):
+                self.setting(line, path, number, section=section, settings=settings, depth=depth)
+                continue
+            name = self.header(line, path, number)
+            if name is not _NOT_A_HEADER:
+                self.close(section, section_line, settings, path)
                 section, section_line, settings = name, number, {}
-                continue
-            key, equals, value = line.partition("=")
-            key = key.strip()
-            if not equals or not key or any(char.isspace() for char in key) or not key.isprintable():
-                self.problem(path, number, f"not a setting (KEY = VALUE): {_short(line)}")
-                continue
-            value = _value(value, self.environ)
-            if key == "include":
-                if section not in (None, "global"):
-                    self.problem(path, number, f"include in pool [{section}]: FPM allows it in [global] only")
-                else:
-                    self.include(value, path, number, depth)
-            elif section not in (None, "global"):
+        self.close(section, section_line, settings, path)
+
+    def header(self, line: str, path: str, number: int) -> Optional[str]:
+        """A pool's name; None for [global]; _REFUSED for a name with
+        control characters; _NOT_A_HEADER for garbage."""
+        end = line.find("]")
+        name = line[1:end].strip() if end > 0 else ""
+        if end < 0 or not name:
+            self.problem(path, number, f"not a section header: {_short(line)}")
+            return _NOT_A_HEADER
+        if not name.isprintable():
+            # A name that would carry escapes into every output is no pool of ours.
+            self.problem(path, number, f"pool [{_short(name)}]: the name has control characters")
+            return _REFUSED
+        return None if name == "global" else name
+
+    def setting(
+        self,
+        line: str,
+        path: str,
+        number: int,
+        *,
+        section: Optional[str],
+        settings: Dict[str, str],
+        depth: int,
+    ) -> None:
+        if section is _REFUSED:
+            return
+        key, equals, value = line.partition("=")
+        key = key.strip()
+        if not equals or not key or any(char.isspace() for char in key) or not key.isprintable():
+            self.problem(path, number, f"not a setting (KEY = VALUE): {_short(line)}")
+            return
+        value = _value(value, self.environ)
+        if not value.isprintable():
+            self.problem(path, number, f"{_short(key)}: the value has control characters")
+        elif key != "include":
+            if section is not None:
                 settings[key] = value.replace("$pool", section)
-        if section not in (None, "global"):
-            self.add_pool(section, section_line, settings, path)
+        elif section is not None:
+            self.problem(path, number, f"include in pool [{section}]: FPM allows it in [global] only")
+        else:
+            self.include(value, path, number, depth)
+
+    def close(self, section: Optional[str], line: int, settings: Dict[str, str], path: str) -> None:
+        if section is not None and section is not _REFUSED:
+            self.add_pool(section, line, settings, path)
 
     def load(self, path: str) -> Optional[str]:
         if len(self.reading.files) >= MAX_FILES:
@@ -251,7 +286,10 @@ def _pm_problem(value: str) -> Optional[str]:
 
 
 def _count_problem(value: str) -> Optional[str]:
-    return None if value.isdecimal() and int(value) > 0 else "must be a whole number above 0"
+    """FPM keeps counts in a C int."""
+    if value.isdecimal() and len(value) <= 10 and 0 < int(value) <= 2**31 - 1:
+        return None
+    return "must be a whole number from 1 to 2147483647"
 
 
 _CHECKS = {

@@ -210,7 +210,7 @@ def parse_status(body: bytes) -> PoolStatus:
     return PoolStatus(
         pool=str(document["pool"]),
         process_manager=str(document.get("process manager", "-")),
-        start_time=document["start time"] if isinstance(document.get("start time"), int) else 0,
+        start_time=_count(document.get("start time")),
         figures=figures,
         processes=_processes(document.get("processes"), repairs),
         repairs=repairs,

@@ -95,6 +95,41 @@ def ranges(spec: Mapping[str, Any], which: str) -> Dict[str, nagiosplugin.Range]
     return found
 
 
+#: A target's settings and the type each must have (TOML gives any).
+SETTINGS: Dict[str, Tuple[type, ...]] = {
+    "address": (str,),
+    "ping_path": (str,),
+    "script_filename": (str,),
+    "expect": (str,),
+    "status_path": (str,),
+    "pool": (str,),
+    "full": (bool,),
+    "max_children": (int,),
+    "warning": (dict,),
+    "critical": (dict,),
+}
+_WORDS = {str: "a string", bool: "true or false", int: "a whole number", dict: "a table"}
+
+#: FPM keeps pm.max_children in a C int.
+MAX_CHILDREN = 2**31 - 1
+
+
+def _checked(name: str, settings: Mapping[str, Any]) -> None:
+    """Each setting known, of its type (a bool is no count), and a count
+    within FPM's own bounds."""
+    for key, value in settings.items():
+        if key not in SETTINGS:
+            known = ", ".join(sorted(SETTINGS))
+            raise UsageError(f"target {name}: unknown setting {key!r}; known: {known}")
+        types = SETTINGS[key]
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            wanted = _WORDS[types[0]]
+            raise UsageError(f"target {name}: {key} must be {wanted}, not {str(value)[:20]!r}")
+    max_children = settings.get("max_children")
+    if max_children is not None and not 1 <= max_children <= MAX_CHILDREN:
+        raise UsageError(f"target {name}: max_children must be a whole number from 1 to {MAX_CHILDREN}")
+
+
 def target_config(
     name: str,
     address: fcgi_wire.TcpAddress | fcgi_wire.UnixAddress,
@@ -102,41 +137,20 @@ def target_config(
 ) -> TargetConfig:
     """A target from its settings: the TOML table of a target, or the
     command line's options applied to every target."""
-    known = {
-        "address",
-        "ping_path",
-        "script_filename",
-        "expect",
-        "status_path",
-        "full",
-        "max_children",
-        "warning",
-        "critical",
-        "pool",
-    }
-    unknown = set(settings) - known
-    if unknown:
-        raise UsageError(
-            f"target {name}: unknown setting {sorted(unknown)[0]!r}; known: {', '.join(sorted(known))}"
-        )
-    ping_path = str(settings.get("ping_path") or PING_PATH)
-    expect = settings.get("expect")
-    max_children = settings.get("max_children")
-    if max_children is not None and (not isinstance(max_children, int) or max_children < 1):
-        raise UsageError(f"target {name}: max_children must be a whole number of at least 1")
+    _checked(name, settings)
     return TargetConfig(
         name=name,
         address=address,
         ping=PingOptions(
-            path=ping_path,
+            path=settings.get("ping_path") or PING_PATH,
             script_filename=settings.get("script_filename"),
-            expect=None if expect is None else str(expect),
+            expect=settings.get("expect"),
         ),
         status=StatusOptions(
-            path=str(settings.get("status_path") or STATUS_PATH),
-            full=bool(settings.get("full", False)),
+            path=settings.get("status_path") or STATUS_PATH,
+            full=settings.get("full", False),
             pool=settings.get("pool"),
-            max_children=max_children,
+            max_children=settings.get("max_children"),
             warning=ranges(settings.get("warning") or {}, f"target {name} warning"),
             critical=ranges(settings.get("critical") or {}, f"target {name} critical"),
         ),

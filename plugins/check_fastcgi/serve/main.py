@@ -14,7 +14,7 @@ import re
 import signal
 import sys
 import threading
-from typing import Dict, List, NoReturn, Optional, Sequence, Set
+from typing import Callable, Dict, List, NoReturn, Optional, Sequence, Set
 
 from .. import __version__
 from ..target import UsageError, parse_address
@@ -44,20 +44,47 @@ def fail(message: str) -> NoReturn:
     sys.exit(USAGE_EXIT)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text} must be from 0 to 3600 seconds")
-    return value
+#: The bounds of each limit, the same on the command line and in --config:
+#: (lowest, highest, a whole number?).
+BOUNDS = {
+    "timeout": (0.001, 3600.0, False),
+    "connect_timeout": (0.001, 3600.0, False),
+    "cache_ttl": (0.0, 3600.0, False),
+    "max_inflight": (1, 10000, True),
+    "max_connections": (1, 10000, True),
+}
+#: What a --config file may set besides its [targets.NAME] tables.
+TOP_LEVEL = ("listen", *BOUNDS, "targets")
 
 
-def _count(text: str) -> int:
-    if not text.isdecimal() or not 1 <= int(text) <= 10000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 10000")
-    return int(text)
+def bounded(key: str, value: object, where: str) -> float:
+    """``value`` when it is a number within the key's bounds, else a
+    UsageError naming ``where`` it came from (infinity, a bool, a string and
+    a 400-digit number included)."""
+    low, high, whole = BOUNDS[key]
+    kinds = (int,) if whole else (int, float)
+    # The comparison alone refuses NaN and infinity, and compares a huge
+    # int exactly (float() of one would overflow).
+    if isinstance(value, kinds) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    kind = "a whole number" if whole else "seconds"
+    raise UsageError(f"{where} {str(value)[:20]!r}: give {kind} from {low:g} to {high:g}")
+
+
+def _limit(key: str, option: str) -> Callable[[str], float]:
+    """An argparse type for a limit, with the bounds of BOUNDS."""
+
+    def parse(text: str) -> float:
+        try:
+            value: object = int(text) if BOUNDS[key][2] else float(text)
+        except ValueError:
+            value = text
+        try:
+            return bounded(key, value, option)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -79,7 +106,10 @@ def parser() -> argparse.ArgumentParser:
     listen = parser.add_argument_group("listening")
     listen.add_argument("--listen", metavar="HOST:PORT", help="where to answer HTTP (default 127.0.0.1:9253)")
     listen.add_argument(
-        "--max-connections", type=_count, metavar="N", help="HTTP connections served at once (default 64)"
+        "--max-connections",
+        type=_limit("max_connections", "--max-connections"),
+        metavar="N",
+        help="HTTP connections served at once (default 64)",
     )
     targets = parser.add_argument_group("targets")
     targets.add_argument("-H", "--host", help="one target: host, IP or socket path")
@@ -106,13 +136,23 @@ def parser() -> argparse.ArgumentParser:
     checks.add_argument("-w", "--warning", action="append", default=[], metavar="METRIC=RANGE")
     checks.add_argument("-c", "--critical", action="append", default=[], metavar="METRIC=RANGE")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("-t", "--timeout", type=_seconds, metavar="SECONDS", help="per exchange (default 5)")
-    limits.add_argument("--connect-timeout", type=_seconds, metavar="SECONDS")
     limits.add_argument(
-        "--cache-ttl", type=_seconds, metavar="SECONDS", help="reuse a check's outcome this long (default 0)"
+        "-t", "--timeout", type=_limit("timeout", "-t"), metavar="SECONDS", help="per exchange (default 5)"
     )
     limits.add_argument(
-        "--max-inflight", type=_count, metavar="N", help="FastCGI exchanges per target at once (default 2)"
+        "--connect-timeout", type=_limit("connect_timeout", "--connect-timeout"), metavar="SECONDS"
+    )
+    limits.add_argument(
+        "--cache-ttl",
+        type=_limit("cache_ttl", "--cache-ttl"),
+        metavar="SECONDS",
+        help="reuse a check's outcome this long (default 0)",
+    )
+    limits.add_argument(
+        "--max-inflight",
+        type=_limit("max_inflight", "--max-inflight"),
+        metavar="N",
+        help="FastCGI exchanges per target at once (default 2)",
     )
     parser.add_argument("-V", "--version", action="version", version=f"check_fastcgi {__version__}")
     return parser
@@ -130,6 +170,9 @@ def _pairs(specs: List[str], option: str) -> Dict[str, str]:
 
 def build_config(args: argparse.Namespace, environ: Dict[str, str]) -> ServeConfig:
     document = from_toml(args.config) if args.config else {}
+    unknown = sorted(set(document) - set(TOP_LEVEL))
+    if unknown:
+        raise UsageError(f"--config: unknown setting {unknown[0]!r}; known: {', '.join(TOP_LEVEL)}")
     settings: Dict[str, object] = {
         "ping_path": args.ping_path,
         "script_filename": args.script_filename,
@@ -160,17 +203,20 @@ def build_config(args: argparse.Namespace, environ: Dict[str, str]) -> ServeConf
     listen_text = args.listen or document.get("listen")
     listen = parse_listen(str(listen_text)) if listen_text else env_listen or DEFAULT_LISTEN
 
-    def pick(option: Optional[object], key: str, default: object) -> object:
-        return option if option is not None else document.get(key, default)
+    def pick(option: Optional[float], key: str, default: Optional[float]) -> Optional[float]:
+        """The command line's value, else the file's (checked), else the default."""
+        if option is not None:
+            return option
+        return bounded(key, document[key], f"--config {key}") if key in document else default
 
     return ServeConfig(
         listen=listen,
         targets=tuple(targets),
-        timeout=float(pick(args.timeout, "timeout", 5.0)),  # type: ignore[arg-type]
-        connect_timeout=pick(args.connect_timeout, "connect_timeout", None),  # type: ignore[arg-type]
-        cache_ttl=float(pick(args.cache_ttl, "cache_ttl", 0.0)),  # type: ignore[arg-type]
-        max_inflight=int(pick(args.max_inflight, "max_inflight", 2)),  # type: ignore[call-overload]
-        max_connections=int(pick(args.max_connections, "max_connections", 64)),  # type: ignore[call-overload]
+        timeout=float(pick(args.timeout, "timeout", 5.0) or 5.0),
+        connect_timeout=pick(args.connect_timeout, "connect_timeout", None),
+        cache_ttl=float(pick(args.cache_ttl, "cache_ttl", 0.0) or 0.0),
+        max_inflight=int(pick(args.max_inflight, "max_inflight", 2) or 2),
+        max_connections=int(pick(args.max_connections, "max_connections", 64) or 64),
     )
 
 
