@@ -36,7 +36,7 @@ _HELP_OR_VERSION = ("-h", "--help", "-V", "--version")
 
 def _missing_mode(argv: Sequence[str]) -> Optional[str]:
     """What is wrong when the first word is not a mode, or None."""
-    modes = ", ".join(MODE_NAMES)
+    modes = ", ".join((*MODE_NAMES, "discover")) + " (or serve)"
     if not argv:
         return f"no mode given: check_fastcgi MODE [options], MODE one of {modes}"
     first = argv[0]
