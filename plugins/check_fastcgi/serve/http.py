@@ -149,6 +149,10 @@ class Handler(BaseHTTPRequestHandler):
         reader: _Deadline = self.rfile  # type: ignore[assignment]
         reader.start(IDLE_TIMEOUT)
         self.server.idle(self, True)
+        if self.server.draining.is_set():  # came in after drain() closed the idle ones
+            self.server.idle(self, False)
+            self.close_connection = True
+            return
         try:
             # The first line may be long in coming (keep-alive); once it is
             # there, the rest of the head has REQUEST_TIMEOUT.
