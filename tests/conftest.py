@@ -14,6 +14,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import pytest
 
 from tests.fpm import FpmPool
+from tests.users import local_user  # noqa: F401 - a fixture, for every test module
 
 BIN = Path(sys.executable).parent
 CHECK = str(BIN / "check_fastcgi")
