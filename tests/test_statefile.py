@@ -8,18 +8,24 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from check_fastcgi.fpm.rates import default_state_dir, rates, state_file_name
 from check_fastcgi.statefile import MAX_BYTES, StateFileError, open_state
+from tests.conftest import assert_plugin_output, run_check
 from tests.fpm import wait_until
+from tests.test_status_page import OWN, page, serve
+from tests.users import LocalUser
 
 COUNTERS = {"accepted_conn": 100, "max_children_reached": 1, "slow_requests": 0}
 NOBODY = 65534
@@ -74,7 +80,10 @@ def test_a_symlinked_directory_is_refused(tmp_path: Path, private: Path) -> None
     link = tmp_path / "link"
     link.symlink_to(private)
     why = rate(link / "s.json")[1]
-    assert why == f"no rates: state directory {link} is a symbolic link or not a directory; refusing it"
+    assert why == (
+        f"no rates: state directory {link} is a symbolic link; refusing to follow it: "
+        "remove the link or choose another --state-file"
+    )
     assert list(private.iterdir()) == []
 
 
@@ -321,6 +330,252 @@ def test_a_symlink_swapped_in_a_loop_never_reaches_the_victim(private: Path, pri
     assert swaps >= 10, "the swapper barely ran: the race was not exercised"
     assert victim.read_text() == "precious, root-owned, 0600"
     assert any("symbolic link" in outcome for outcome in outcomes), outcomes
+
+
+# --- the directory chain, as a real second user would plant it ---------------------------------
+#
+# The second user's files live in its home (0755) or in a sticky directory
+# shared with its group (1770): tmp_path is root's alone. The shared one is
+# not world-writable, so fs.protected_symlinks (on in most kernels) does not
+# stop the old code from following the user's links: what is tested is the
+# store, not a kernel setting.
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    """Where the user's links point: a directory of root's that root may
+    write to. Nothing may ever appear in it."""
+    directory = tmp_path / "target"
+    directory.mkdir(mode=0o700)
+    return directory
+
+
+@pytest.fixture
+def shared(local_user: LocalUser) -> Iterator[Path]:
+    """Root's sticky directory that the user's group may write to: like
+    /tmp, but not world-writable."""
+    directory = Path(tempfile.mkdtemp(prefix="cfcgi-shared-", dir="/tmp"))
+    os.chown(directory, 0, local_user.gid)
+    directory.chmod(0o1770)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def as_user(user: LocalUser, *command: str) -> None:
+    done = user.run(list(command))
+    assert done.returncode == 0, done.stderr
+
+
+def user_link(user: LocalUser, link: Path, to: Path) -> Path:
+    as_user(user, "ln", "-s", "--", str(to), str(link))
+    assert link.is_symlink() and link.lstat().st_uid == user.uid
+    return link
+
+
+def test_a_users_link_two_levels_below_a_shared_directory_is_refused(
+    local_user: LocalUser, target: Path
+) -> None:
+    """The finding: the user's link in its home under /tmp; root's check ran
+    with a --state-file through it and made target/b/s.json. Now the chain
+    is refused at the user's home, and nothing is made anywhere."""
+    link = user_link(local_user, local_user.home / f"link-{os.urandom(4).hex()}", target)
+    state = link / "b" / "s.json"
+    try:
+        with serve(page(OWN)) as server:
+            outcome = run_check("status", *server.args, "--state-file", str(state), "-v")
+    finally:
+        link.unlink()
+    assert_plugin_output(outcome)
+    assert outcome.code == 0
+    assert (
+        f"note: no rates: {local_user.home} (on the path to state directory {link / 'b'}) "
+        f"belongs to uid {local_user.uid}: choose another --state-file, in directories of your own or root's"
+    ) in outcome.stdout.splitlines()
+    assert list(target.iterdir()) == []
+
+
+@pytest.mark.parametrize("level", ["first", "second", "last"])
+def test_a_users_link_anywhere_in_the_chain_is_refused(
+    local_user: LocalUser, shared: Path, target: Path, level: str
+) -> None:
+    """The user's link at each level below a shared sticky directory: refused
+    with the link named, whether it is an ancestor or the state directory."""
+    above = shared
+    if level == "second":
+        above = shared / "sub"  # root's, shared like its parent
+        above.mkdir()
+        os.chown(above, 0, local_user.gid)
+        above.chmod(0o1770)
+    link = user_link(local_user, above / "link", target)
+    state = link / "s.json" if level == "last" else link / "b" / "s.json"
+    directory = state.parent
+    for private_dir in (False, True):
+        why = rate(state, private_dir=private_dir)[1]
+        if level == "last":
+            assert why == (
+                f"no rates: state directory {link} is a symbolic link; refusing to follow it: "
+                "remove the link or choose another --state-file"
+            )
+        else:
+            assert why == (
+                f"no rates: {link} (on the path to state directory {directory}) is a symbolic link; "
+                "refusing to follow it: remove the link or choose another --state-file"
+            )
+        with pytest.raises(StateFileError, match="symbolic link"):
+            open_state(state, deadline=soon(), private_dir=private_dir).__enter__()
+    assert list(target.iterdir()) == []
+
+
+def test_a_users_directory_in_the_chain_is_refused(local_user: LocalUser, shared: Path) -> None:
+    """Below a directory of the user's, the user could rename and replace
+    whatever root makes: refused before anything is made there."""
+    theirs = shared / "theirs"
+    as_user(local_user, "mkdir", "-m", "755", str(theirs))
+    state = theirs / "a" / "b" / "s.json"
+    assert rate(state)[1] == (
+        f"no rates: {theirs} (on the path to state directory {state.parent}) belongs to uid "
+        f"{local_user.uid}: choose another --state-file, in directories of your own or root's"
+    )
+    assert list(theirs.iterdir()) == []
+
+
+def test_a_directory_planted_as_we_make_it_is_refused(
+    local_user: LocalUser, shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user creates the directory between our look and our mkdir (EEXIST):
+    it is checked like any other, not taken as ours. The window is a few
+    instructions wide, so the user's real mkdir is run from inside ours to
+    land in it every time."""
+    planted = shared / "new"
+    real_mkdir = os.mkdir
+
+    def mkdir_after_the_user(path, mode=0o777, *, dir_fd=None):  # type: ignore[no-untyped-def]
+        if os.fspath(path) in ("new", str(planted)):
+            as_user(local_user, "mkdir", "-m", "777", str(planted))
+        return real_mkdir(path, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_after_the_user)
+    state = planted / "last" / "s.json"
+    why = rate(state)[1]
+    monkeypatch.undo()
+    assert why == (
+        f"no rates: {planted} (on the path to state directory {state.parent}) belongs to uid "
+        f"{local_user.uid}: use a directory of your own"
+    )
+    assert list(planted.iterdir()) == []
+
+
+def test_an_ancestor_others_may_write_to_is_refused_unless_sticky(tmp_path: Path) -> None:
+    """Anyone could swap what lies below a world-writable directory; in a
+    sticky one (like /tmp) only the owner of an entry may."""
+    open_to_all = tmp_path / "open"
+    open_to_all.mkdir()
+    open_to_all.chmod(0o777)
+    state = open_to_all / "mine" / "s.json"
+    assert rate(state)[1] == (
+        f"no rates: {open_to_all} (on the path to state directory {state.parent}) is writable by others "
+        "(drwxrwxrwx) and not sticky: choose another --state-file, or chmod go-w (or +t) it"
+    )
+    assert list(open_to_all.iterdir()) == []
+    open_to_all.chmod(0o1777)
+    assert rate(state) == ({}, "no rates yet: first run")
+
+
+def test_a_file_in_the_chain_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    state = tmp_path / "file" / "d" / "s.json"
+    assert rate(state)[1] == (
+        f"no rates: {tmp_path / 'file'} (on the path to state directory {state.parent}) "
+        "is not a directory: choose another --state-file"
+    )
+    assert rate(tmp_path / "file" / "s.json")[1] == (
+        f"no rates: state directory {tmp_path / 'file'} is not a directory: choose another --state-file"
+    )
+
+
+def test_a_missing_chain_is_made_private_step_by_step(tmp_path: Path) -> None:
+    """Three missing directories: each made by us, 0700, a real directory."""
+    state = tmp_path / "one" / "two" / "three" / "s.json"
+    assert rate(state) == ({}, "no rates yet: first run")
+    for directory in (tmp_path / "one", tmp_path / "one" / "two", state.parent):
+        info = directory.lstat()
+        assert stat.S_ISDIR(info.st_mode), directory
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), 0o700), directory
+    assert sorted(p.name for p in state.parent.iterdir()) == ["s.json", "s.json.lock"]
+
+
+def test_dots_and_doubled_slashes_are_normalised_first(tmp_path: Path, target: Path) -> None:
+    """ ".." is taken from the name as written, never from a link's target."""
+    (tmp_path / "link").symlink_to(target)
+    written = f"/{tmp_path}//link/../made/./s.json"
+    assert rate(Path(written)) == ({}, "no rates yet: first run")
+    assert (tmp_path / "made" / "s.json").is_file()
+    assert list(target.iterdir()) == []
+    for name in ("", ".", "..", f"{tmp_path}/", f"{tmp_path}/.", f"{tmp_path}/.."):
+        with pytest.raises(StateFileError, match="names no file"):
+            open_state(name, deadline=soon()).__enter__()
+
+
+EXCHANGER = textwrap.dedent(
+    """
+    import ctypes, os, sys, time
+    here, there, stop = sys.argv[1:4]
+    libc = ctypes.CDLL(None, use_errno=True)
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    deadline = time.monotonic() + 20
+    swaps = 0
+    while not os.path.exists(stop) and time.monotonic() < deadline:
+        if libc.renameat2(AT_FDCWD, here.encode(), AT_FDCWD, there.encode(), RENAME_EXCHANGE) != 0:
+            sys.exit("renameat2: " + os.strerror(ctypes.get_errno()))
+        swaps += 1
+    print(swaps)
+    """
+)
+
+
+def test_a_directory_swapped_for_a_link_in_a_loop_never_leads_out(
+    local_user: LocalUser, shared: Path, target: Path
+) -> None:
+    """The user swaps its directory and its link to the target, atomically
+    and as fast as it can, while root runs the store for at least 2 s.
+    Every run is refused (the link, the user's directory, or a name that
+    changed under the open), and nothing is ever made in the target."""
+    swapped, spare, stop = shared / "a", shared / "a.spare", shared / "stop"
+    as_user(local_user, "mkdir", "-m", "755", str(swapped))
+    user_link(local_user, spare, target)
+    exchanger = local_user.popen(
+        ["/usr/bin/python3", "-c", EXCHANGER, str(spare), str(swapped), str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    state = swapped / "b" / "s.json"
+    step = f"no rates: {swapped} (on the path to state directory {state.parent})"
+    kinds = {
+        "link": f"{step} is a symbolic link;",
+        "theirs": f"{step} belongs to uid {local_user.uid}:",
+        "changed": f"{step} changed as it was opened",  # a link when opened, a directory when looked at
+    }
+    outcomes: dict = {}
+    try:
+        wait_until(swapped.is_symlink, 10, "the user's first swap")
+        runs, started = 0, time.monotonic()
+        # 2 s, and on until both sides of the swap were met; a hard stop at 15 s.
+        while time.monotonic() - started < 15 and (
+            time.monotonic() - started < 2 or not {"link", "theirs"} <= set(outcomes)
+        ):
+            why = rate(state, at=1000.0 + 2 * runs, private_dir=runs % 2 == 1)[1]
+            kind = next((k for k, start in kinds.items() if why.startswith(start)), why)
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+            runs += 1
+            assert list(target.iterdir()) == [], (runs, outcomes)
+    finally:
+        stop.touch()
+        out, err = exchanger.communicate(timeout=30)
+    assert exchanger.returncode == 0, err
+    assert int(out) >= 10, "the user barely swapped: the race was not exercised"
+    assert {"link", "theirs"} <= set(outcomes) <= set(kinds), outcomes
+    assert list(target.iterdir()) == []
 
 
 def test_the_store_raises_only_its_own_error_on_a_bad_path(tmp_path: Path) -> None:

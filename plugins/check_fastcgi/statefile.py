@@ -3,9 +3,24 @@
 Root and the monitoring user run checks, and the state file's path or its
 directory may be within reach of other users. So the store:
 
-- opens the directory once (O_NOFOLLOW) and does everything relative to
-  that descriptor, after checking that it is a real directory owned by us
-  (or root) that nobody else may write to;
+- walks to the directory from "/" one name at a time, each opened
+  (O_NOFOLLOW) relative to the descriptor of the one above, so no symlink
+  is followed anywhere in the chain, not even one swapped in between two
+  steps; the path is normalised as written first (``..`` takes away the
+  name before it, never a link's target);
+- requires of every directory above the last one that it is not a symbolic
+  link (an operator's own /home -> /srv/home too: name the real path),
+  belongs to us or root, and that nobody else may write to it unless it is
+  sticky (like /tmp, where others may add entries but not rename ours): a
+  user who may rename what lies in a directory of the chain could put a
+  directory of their choice below it, so such a chain is refused outright
+  rather than raced;
+- requires of the last directory that it belongs to us (or root) and that
+  nobody else may write to it, sticky or not, and does everything relative
+  to its descriptor;
+- makes a missing directory itself, 0700, relative to its parent's
+  descriptor, then opens it (O_NOFOLLOW) and checks it as private like the
+  last one, also when someone else made it first;
 - opens the state file once (O_NOFOLLOW, O_NONBLOCK: no symlink, no FIFO
   hang) and requires a regular file we own with a single link;
 - reads at most ``MAX_BYTES`` and never trusts what it reads: the caller
@@ -45,6 +60,12 @@ MAX_BYTES = 64 * 1024
 FORMAT_KEY = "check_fastcgi_state"
 FORMAT_VERSION = 1
 _OUR_PREFIXES = (b'{"' + FORMAT_KEY.encode() + b'"', b'{"sample"')
+
+#: The state directory: read, so its entries can be made and renamed.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: A directory above it is only passed through: O_PATH (Linux) needs search
+#: permission alone, so a 0711 home still works for a user of its own.
+_PASS_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 #: Time kept back from the deadline for reporting, when waiting for the lock.
 _LOCK_MARGIN = 0.2
@@ -132,18 +153,105 @@ def _check_file(info: os.stat_result, what: str) -> None:
         raise StateFileError(f"{what} has {info.st_nlink} hard links; refusing a file that may be another's")
 
 
-def _check_directory(info: os.stat_result, directory: str) -> None:
+def _check_directory(info: os.stat_result, what: str) -> None:
+    """The last directory, and any we had to make: ours or root's, and
+    nobody else may write to it."""
     if not stat.S_ISDIR(info.st_mode):  # pragma: no cover - O_DIRECTORY saw to it
-        raise StateFileError(f"state directory {directory} is not a directory")
+        raise StateFileError(f"{what} is not a directory")
     if info.st_uid not in (os.geteuid(), 0):
-        raise StateFileError(
-            f"state directory {directory} belongs to uid {info.st_uid}: use a directory of your own"
-        )
+        raise StateFileError(f"{what} belongs to uid {info.st_uid}: use a directory of your own")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise StateFileError(
-            f"state directory {directory} is writable by others ({stat.filemode(info.st_mode)}): "
+            f"{what} is writable by others ({stat.filemode(info.st_mode)}): "
             "use a private directory (chmod go-w, or another --state-file)"
         )
+
+
+def _check_ancestor(info: os.stat_result, what: str) -> None:
+    """A directory above the last one: nobody but us and root may rename
+    its entries. Sticky lets others add entries of their own but not touch
+    ours (/tmp, /var/tmp)."""
+    if info.st_uid not in (os.geteuid(), 0):
+        raise StateFileError(
+            f"{what} belongs to uid {info.st_uid}: "
+            "choose another --state-file, in directories of your own or root's"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
+        raise StateFileError(
+            f"{what} is writable by others ({stat.filemode(info.st_mode)}) and not sticky: "
+            "choose another --state-file, or chmod go-w (or +t) it"
+        )
+
+
+def _open_step(parent: int, name: str, what: str, flags: int) -> int:
+    """``name`` in ``parent``, a directory and no symlink; FileNotFoundError
+    if there is nothing by that name."""
+    try:
+        return os.open(name, flags, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+    # O_NOFOLLOW|O_DIRECTORY fails a symlink with ENOTDIR, as it does a file:
+    # look again, only to say which (it is refused either way).
+    try:
+        mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+    except OSError:
+        mode = 0
+    link, directory = stat.S_ISLNK(mode), stat.S_ISDIR(mode)
+    if link:
+        raise StateFileError(
+            f"{what} is a symbolic link; refusing to follow it: "
+            "remove the link or choose another --state-file"
+        )
+    if directory:
+        raise StateFileError(
+            f"{what} changed as it was opened (a symbolic link swapped in and out?); refusing it: "
+            "choose another --state-file"
+        )
+    raise StateFileError(f"{what} is not a directory: choose another --state-file")
+
+
+def _open_directory(directory: str) -> int:
+    """A descriptor of ``directory`` (absolute, normalised), reached from "/"
+    without following a symlink and checked at every step (see the module
+    docstring for what each step requires)."""
+    names = [name for name in directory.split("/") if name]
+    fd = os.open("/", _PASS_FLAGS if names else _DIR_FLAGS)
+    try:
+        for depth, name in enumerate(names):
+            path = "/" + "/".join(names[: depth + 1])
+            last = depth == len(names) - 1
+            what = (
+                f"state directory {path}" if last else f"{path} (on the path to state directory {directory})"
+            )
+            flags = _DIR_FLAGS if last else _PASS_FLAGS
+            made = False
+            try:
+                child = _open_step(fd, name, what, flags)
+            except FileNotFoundError:
+                made = True
+                # Made first by another run, or by someone else: checked below as if ours.
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o700, dir_fd=fd)
+                try:
+                    child = _open_step(fd, name, what, flags)
+                except FileNotFoundError:
+                    raise StateFileError(f"{what} vanished as it was made (another process?)") from None
+            os.close(fd)
+            fd = child
+            info = os.fstat(fd)
+            # Whoever made it, a directory that was missing must now be
+            # private: the stricter rule of the last directory.
+            if last or made:
+                _check_directory(info, what)
+            else:
+                _check_ancestor(info, what)
+        if not names:
+            _check_directory(os.fstat(fd), "state directory /")
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:
@@ -217,27 +325,19 @@ class open_state:
         self._fds: List[int] = []
 
     def __enter__(self) -> StateFile:
+        # abspath normalises: "." and "" components go, ".." takes away the
+        # name before it, as written (no link is looked at to resolve it).
         directory, name = os.path.split(os.path.abspath(self.path))
         if (
             not name
             or name in (".", "..")
             or self.path.endswith(("/", "/.", "/.."))
-            or self.path in (".", "..")
+            or self.path in ("", ".", "..")
         ):
             raise StateFileError(f"{self.path} names no file")
-        # Missing directories are made private; an existing one is checked below.
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        try:
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise StateFileError(
-                    f"state directory {directory} is a symbolic link or not a directory; refusing it"
-                ) from None
-            raise
+        dir_fd = _open_directory(directory)
         self._fds.append(dir_fd)
         try:
-            _check_directory(os.fstat(dir_fd), directory)
             self._fds.append(_lock(dir_fd, self.path, self.deadline))
             return StateFile(dir_fd, self.path, self.private_dir)
         except BaseException:
