@@ -214,7 +214,7 @@ def test_broken_files_and_pools_are_one_line_each_and_the_rest_is_listed(tmp_pat
     assert f"{pool_d}/huge.conf: not read: larger than 1024 KiB" in text
     assert f"{pool_d}/badpm.conf:1: pool [badpm]: pm must be static, dynamic or ondemand" in text
     assert f"{pool_d}/nested.conf:3: include in pool [nested]: FPM allows it in [global] only" in text
-    assert f"{base}/php-fpm.conf:3: include {tmp_path}/nothing/*.conf matches no file" in text
+    assert f"{base}/php-fpm.conf:3: include matches no file" in text
     assert "good" in done.stdout.splitlines()[1]  # still listed
     assert "nested" in done.stdout  # its include refused, the pool itself is fine
 
@@ -298,7 +298,7 @@ def test_escapes_quotes_and_huge_numbers_never_reach_an_output(tmp_path: Path) -
     )
     table = run().stdout
     assert "\x1b" not in table
-    assert f"problem: {config}:9: pool [?[31mred]: the name has control characters" in table
+    assert f"problem: {config}:9: a pool name with control characters or over 128 characters" in table
     assert f"problem: {config}:13: ping.response: the value has control characters" in table
     assert (
         f"problem: {config}:14: pool [big]: pm.max_children must be a whole number from 1 to 2147483647"
@@ -312,7 +312,7 @@ def test_escapes_quotes_and_huge_numbers_never_reach_an_output(tmp_path: Path) -
         ["nagios4", "-v", str(nagios_cfg(tmp_path, services))], capture_output=True, text=True
     )
     assert checked.returncode == 0, checked.stdout[-2000:]
-    assert "# PHP-FPM semi handshake: left out, its address holds a ';'" in services.read_text()
+    assert "# PHP-FPM semi handshake: left out, a value holds a ';' or a '\\'" in services.read_text()
     control = tmp_path / "monitrc"
     control.write_text(
         f"set daemon 60\nset pidfile {tmp_path / 'm.pid'}\nset idfile {tmp_path / 'm.id'}\n"
@@ -321,4 +321,4 @@ def test_escapes_quotes_and_huge_numbers_never_reach_an_output(tmp_path: Path) -
     control.chmod(0o600)
     checked = subprocess.run(["monit", "-t", "-c", str(control)], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert """# php-fpm-po-ol-x-ping: left out, its address holds a '"'""" in control.read_text()
+    assert """# php-fpm-po-ol-x-ping: left out, a value holds a '"'""" in control.read_text()

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, NoReturn, Sequence, Tuple
+from typing import Callable, List, NoReturn, Optional, Sequence
 
-from ..fpm.config_files import Problem, default_masters, read_master, running_masters
+from fcgi_wire._values import Value
+
+from ..fpm.config_files import Budget, Problem, default_masters, read_master
+from ..fpm.masters import running_masters
+from ..text import printable
 from .formats import FORMATS, PLUGIN
 from .pools import Pool, as_pool, qualify
 
@@ -52,39 +56,59 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--from-running", action="store_true", help="also the masters running now (/proc)")
     parser.add_argument("--root", default="/", metavar="DIR", help="look for the usual places under DIR")
     parser.add_argument("--format", choices=sorted(FORMATS), default="table")
-    parser.add_argument("--host-name", default="localhost", help="host_name in icinga2 and nagios output")
+    parser.add_argument(
+        "--host-name",
+        help="host_name in icinga2 output (default NodeName, a stock Icinga 2's own host) and nagios output "
+        "(default localhost)",
+    )
     parser.add_argument(
         "--plugin", default=PLUGIN, help=f"the plugin's path in monit output (default {PLUGIN})"
     )
     return parser
 
 
+class Discovery(Value):
+    """What one discovery found."""
+
+    pools: List[Pool]
+    problems: List[Problem]
+    #: The master configurations read.
+    masters: List[str]
+    #: A line for each running master skipped (another user's process):
+    #: for stderr, as it concerns the host rather than the configuration.
+    skipped: List[str]
+
+
 def discover(
-    configs: Sequence[str], from_running: bool = False, root: str = "/"
-) -> Tuple[List[Pool], List[Problem], List[str]]:
-    """Pools, problems, and the master configurations read."""
-    masters = list(configs) or default_masters(root)
+    configs: Sequence[str],
+    from_running: bool = False,
+    root: str = "/",
+    stop: Optional[Callable[[], bool]] = None,
+) -> Discovery:
+    """Every pool of the masters named, or found at the usual places, and
+    of the masters running now; one budget over them all (``stop``: a
+    signal came, end early)."""
+    masters = list(configs or default_masters(root))
+    skipped: List[str] = []
     if from_running:
-        masters += [path for _, path in running_masters() if path not in masters]
+        running, skipped = running_masters()
+        masters += [master.config for master in running if master.config not in masters]
+    budget = Budget(stop=stop)
     pools: List[Pool] = []
     problems: List[Problem] = []
     for master in masters:
-        reading = read_master(master)
+        reading = read_master(master, budget)
         problems += reading.problems
         for config in reading.pools:
             pool = as_pool(config)
             if pool is None:
                 problems.append(
-                    Problem(
-                        config.file,
-                        config.line,
-                        f"pool [{config.name}]: listen {config.get('listen')!r} is no address",
-                    )
+                    Problem(config.file, config.line, f"pool [{config.name}]: listen is no address")
                 )
             else:
                 pools.append(pool)
     problems.sort(key=lambda problem: (problem.file, problem.line))
-    return qualify(pools), problems, masters
+    return Discovery(qualify(pools), problems, masters, skipped)
 
 
 def main(argv: Sequence[str]) -> NoReturn:
@@ -97,8 +121,13 @@ def main(argv: Sequence[str]) -> NoReturn:
 
 
 def _main(argv: Sequence[str]) -> None:
+    from ..runner import early_signal  # noqa: PLC0415
+
     args = parser().parse_args(list(argv))
-    pools, problems, masters = discover(args.config, args.from_running, args.root)
+    found = discover(args.config, args.from_running, args.root, stop=lambda: early_signal() is not None)
+    for line in found.skipped:
+        sys.stderr.write(f"check_fastcgi discover: {line}\n")
+    pools, problems, masters = found.pools, found.problems, found.masters
     if not pools and not masters:
         sys.stdout.write(
             "FASTCGI UNKNOWN - discover: no PHP-FPM configuration found "
@@ -107,9 +136,8 @@ def _main(argv: Sequence[str]) -> None:
         sys.exit(3)
     if not pools:
         first = f": {problems[0]}" if problems else ""
-        sys.stdout.write(
-            f"FASTCGI UNKNOWN - discover: no pool could be read from {', '.join(masters)}{first}\n"
-        )
+        read = printable(", ".join(masters), 300)
+        sys.stdout.write(f"FASTCGI UNKNOWN - discover: no pool could be read from {read}{first}\n")
         for problem in problems[1:]:
             sys.stdout.write(f"problem: {problem}\n")
         sys.exit(3)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import grp
+import ipaddress
 import os
 import pwd
 import stat
 from typing import Dict, List, Optional, Tuple
 
+from fcgi_wire import UnixAddress
 from fcgi_wire._values import Value
 
 from ..fpm.config_files import PoolConfig
+from ..target import parse_address
+from ..text import printable
 
 DEFAULT_PING = "/ping"
 DEFAULT_STATUS = "/status"
@@ -121,24 +125,32 @@ class Pool(Value):
 def check_target(listen: str) -> Optional[Tuple[str, ...]]:
     """FPM's listen value as check_fastcgi's target options: ``9000`` and
     ``0.0.0.0:9000`` listen on every IPv4 address (reached on 127.0.0.1),
-    ``[::]:9000`` on every IPv6 one ([::1]); a path is a Unix socket."""
+    ``[::]:9000`` on every IPv6 one ([::1]); a path is a Unix socket.
+    None when it is no address the plugin takes (a port past 65535, a host
+    that is no name nor IP literal)."""
     value = listen.strip()
-    if not value:
+    try:
+        if value.startswith("/"):
+            address = parse_address(None, None, value)
+        else:
+            if value.isdecimal():
+                value = f"127.0.0.1:{value}"
+            host, _, port = value.rpartition(":")
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+            host = _EVERY_ADDRESS.get(host, host)
+            if ":" in host:
+                ipaddress.IPv6Address(host)  # the plugin's own check lets any ':' pass
+            address = parse_address(host, port, None)
+    except ValueError:  # UsageError included
         return None
-    if value.startswith("/"):
-        return ("-s", value)
-    if value.isdecimal():
-        return ("-H", "127.0.0.1", "-p", value)
-    host, _, port = value.rpartition(":")
-    if not port.isdecimal() or not host:
-        return None
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if host in ("0.0.0.0", "*"):  # noqa: S104 - FPM's own listen value, read, not bound
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return ("-H", host, "-p", port)
+    if isinstance(address, UnixAddress):
+        return ("-s", address.path)
+    return ("-H", address.host, "-p", str(address.port))
+
+
+#: FPM's listen on every address, and where a check reaches it.
+_EVERY_ADDRESS = {"0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "::": "::1"}  # noqa: S104 - read, not bound
 
 
 def socket_owner(pool: PoolConfig, path: str) -> str:
@@ -185,7 +197,7 @@ def qualify(pools: List[Pool]) -> List[Pool]:
     for pool in pools:
         titles[pool.title] = titles.get(pool.title, 0) + 1
     return [
-        pool._replace(qualifier=f"{pool.qualifier} {pool.config.master}".strip())
+        pool._replace(qualifier=f"{pool.qualifier} {printable(pool.config.master, 200)}".strip())
         if titles[pool.title] > 1
         else pool
         for pool in pools

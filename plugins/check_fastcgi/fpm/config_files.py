@@ -2,28 +2,44 @@
 
 The ini syntax FPM accepts (php-src ``fpm_conf.c`` on the Zend ini
 scanner): ``[global]`` and ``[POOL]`` sections, ``;`` comments, values quoted
-or bare, ``$pool`` replaced by the pool's name, ``${VAR}`` by the
-environment, and ``include = GLOB`` (in ``[global]`` only: FPM refuses it in
-a pool). Whatever cannot be read (a file, a line, a pool) is one problem
-naming the file and line; the rest is still read.
+or bare, ``$pool`` replaced by the pool's name, ``${VAR}`` by FPM's
+environment (unknown to us: such a value is a problem), and ``include = GLOB`` (in ``[global]`` only: FPM
+refuses it in a pool). Whatever cannot be read (a file, a line, a pool) is
+one problem naming the file and line and why, never quoting the line (the
+file may be one that only root can read); the rest is still read.
 
-Files are read with bounds: at most MAX_FILE_BYTES each, MAX_FILES in all,
-and an include that leads back to a file already read (a symlink loop, a
-glob matching its own file) is read once.
+Only files that ``trust`` accepts are read. One ``Budget`` bounds a whole
+discovery, every master together: files, bytes, pools, settings, glob
+matches and time. An include that leads back to a file already read (a
+symlink loop, a glob matching its own file) is read once.
 """
 
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
 import stat
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+import time
+from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from fcgi_wire._values import Value
 
+from ..text import printable
+from .globbing import OVER_LIMIT, bounded_glob
+from .trust import Trust
+
 MAX_FILE_BYTES = 1024 * 1024
+#: The budget of one discovery, over every master together.
 MAX_FILES = 1000
+MAX_TOTAL_BYTES = 16 * 1024 * 1024
+MAX_POOLS = 2000
+MAX_GLOB_MATCHES = 5000
+MAX_SECONDS = 5.0
+MAX_PROBLEMS = 200
+#: FPM's own pool settings number about sixty; php_value[...] lines add more.
+MAX_SETTINGS_PER_POOL = 1000
 
 #: Where PHP-FPM's main configuration lives: Debian and Ubuntu (one per PHP
 #: version), the official PHP container images, RHEL and Fedora, and
@@ -35,6 +51,28 @@ DEFAULT_CONFIGS = (
     "etc/opt/remi/php*/php-fpm.conf",
 )
 
+#: A pool name, as long as anyone gives one (it becomes part of service names).
+MAX_NAME = 128
+#: What FPM takes as a key: pm.max_children, php_admin_value[error_log], env[PATH].
+_KEY = re.compile(r"[A-Za-z0-9_.\-]+(\[[^\]\s=]*\])?\Z")
+#: Keys a problem may name: FPM's own that discover reads.
+_SHOWN_KEYS = frozenset(
+    (
+        "listen",
+        "pm",
+        "pm.max_children",
+        "pm.status_path",
+        "pm.status_listen",
+        "ping.path",
+        "ping.response",
+        "include",
+        "user",
+        "group",
+        "listen.owner",
+        "listen.group",
+        "listen.mode",
+    )
+)
 _VERSION = re.compile(r"/php/(\d+\.\d+)/fpm/|/php(\d)(\d)/|php-fpm(\d+\.\d+)")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -48,7 +86,10 @@ class Problem(Value):
     text: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.text}" if self.line else f"{self.file}: {self.text}"
+        """One printable line, whatever a file name holds: problems reach
+        stderr, the table and comments in engine configurations."""
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return printable(f"{where}: {self.text}", 400)
 
 
 class PoolConfig(Value):
@@ -87,9 +128,51 @@ def php_version(path: str) -> str:
     return match.group(4)
 
 
-def read_master(path: str, environ: Optional[Mapping[str, str]] = None) -> Reading:
+class Budget:
+    """What one discovery may spend, over all its masters: an include glob
+    of symlink loops, or many masters including the same large files, ends
+    at these bounds instead of taking the host's memory and time."""
+
+    def __init__(
+        self,
+        *,
+        files: int = MAX_FILES,
+        total_bytes: int = MAX_TOTAL_BYTES,
+        pools: int = MAX_POOLS,
+        matches: int = MAX_GLOB_MATCHES,
+        seconds: float = MAX_SECONDS,
+        stop: Optional[Callable[[], bool]] = None,
+    ) -> None:
+        self.files = files
+        self.bytes = total_bytes
+        self.pools = pools
+        self.matches = matches
+        self.deadline = time.monotonic() + seconds
+        self.seconds = seconds
+        self._stop = stop
+        self.problems = MAX_PROBLEMS
+        self.trust = Trust()
+        self._said: Set[str] = set()
+
+    def spent(self) -> Optional[str]:
+        """Why nothing more may be read (time, or a stop signal), or None."""
+        if self._stop is not None and self._stop():
+            return "stopped by a signal"
+        if time.monotonic() > self.deadline:
+            return f"discovery took longer than {self.seconds:g} s"
+        return None
+
+    def first_time(self, reason: str) -> bool:
+        """Whether this reason is new: each limit is said once."""
+        if reason in self._said:
+            return False
+        self._said.add(reason)
+        return True
+
+
+def read_master(path: str, budget: Optional[Budget] = None) -> Reading:
     """The pools of one FPM master configuration file, includes followed."""
-    reader = _Reader(path, environ if environ is not None else os.environ)
+    reader = _Reader(path, budget or Budget())
     reader.read_file(path, depth=0)
     reader.finish()
     return reader.reading
@@ -105,14 +188,30 @@ class _Reader:
     """One master's reading in progress: files seen (by device and inode,
     so a loop is read once) and pool names taken."""
 
-    def __init__(self, master: str, environ: Mapping[str, str]) -> None:
+    def __init__(self, master: str, budget: Budget) -> None:
         self.reading = Reading(master)
-        self.environ = environ
+        self.budget = budget
         self.seen: Dict[Tuple[int, int], str] = {}
         self.sections: Dict[str, Tuple[str, int, Dict[str, str]]] = {}
 
     def problem(self, path: str, line: int, text: str) -> None:
-        self.reading.problems.append(Problem(path, line, text))
+        """A problem, while the budget's count of them lasts (a large file
+        of garbage would otherwise be a line of output per line)."""
+        self.budget.problems -= 1
+        if self.budget.problems >= 0:
+            self.reading.problems.append(Problem(path, line, text))
+        elif self.budget.problems == -1:
+            self.reading.problems.append(
+                Problem(path, line, f"more than {MAX_PROBLEMS} problems: the rest are not listed")
+            )
+
+    def over_budget(self, path: str, line: int, reason: Optional[str]) -> bool:
+        """Whether ``reason`` stops the reading (said once per discovery)."""
+        if reason is None:
+            return False
+        if self.budget.first_time(reason):
+            self.problem(path, line, f"not read, nor anything after it: {reason}")
+        return True
 
     def read_file(self, path: str, depth: int) -> None:
         text = self.load(path)
@@ -122,6 +221,8 @@ class _Reader:
         section_line = 0
         settings: Dict[str, str] = {}
         for number, raw in enumerate(text.splitlines(), 1):
+            if number % 1024 == 0 and self.over_budget(path, number, self.budget.spent()):
+                break
             line = raw.strip()
             if not line or line.startswith((";", "#")):
                 continue
@@ -140,11 +241,12 @@ class _Reader:
         end = line.find("]")
         name = line[1:end].strip() if end > 0 else ""
         if end < 0 or not name:
-            self.problem(path, number, f"not a section header: {_short(line)}")
+            self.problem(path, number, "not a section header")
             return _NOT_A_HEADER
-        if not name.isprintable():
-            # A name that would carry escapes into every output is no pool of ours.
-            self.problem(path, number, f"pool [{_short(name)}]: the name has control characters")
+        if not name.isprintable() or len(name) > MAX_NAME:
+            # A name that would carry escapes into every output is no pool
+            # of ours; and it is not quoted, as no content of a file is.
+            self.problem(path, number, f"a pool name with control characters or over {MAX_NAME} characters")
             return _REFUSED
         return None if name == "global" else name
 
@@ -162,14 +264,25 @@ class _Reader:
             return
         key, equals, value = line.partition("=")
         key = key.strip()
-        if not equals or not key or any(char.isspace() for char in key) or not key.isprintable():
-            self.problem(path, number, f"not a setting (KEY = VALUE): {_short(line)}")
+        if not equals or not _KEY.match(key):
+            self.problem(path, number, "not a setting (KEY = VALUE)")
             return
-        value = _value(value, self.environ)
-        if not value.isprintable():
-            self.problem(path, number, f"{_short(key)}: the value has control characters")
+        # Only FPM's own names are repeated in a problem: a key is content too.
+        shown = key if key in _SHOWN_KEYS else "a setting"
+        value = _value(value)
+        if _ENV.search(value):
+            # FPM takes ${VAR} from its own environment, which no process
+            # can read back (FPM overwrites it with its title); ours is not
+            # FPM's, and may hold secrets.
+            self.problem(path, number, f"{shown} uses an environment variable, which only FPM knows")
+        elif not value.isprintable():
+            self.problem(path, number, f"{shown}: the value has control characters")
         elif key != "include":
             if section is not None:
+                if len(settings) >= MAX_SETTINGS_PER_POOL and key not in settings:
+                    if self.budget.first_time(f"settings of [{section}]"):
+                        self.problem(path, number, f"more than {MAX_SETTINGS_PER_POOL} settings in one pool")
+                    return
                 settings[key] = value.replace("$pool", section)
         elif section is not None:
             self.problem(path, number, f"include in pool [{section}]: FPM allows it in [global] only")
@@ -181,8 +294,11 @@ class _Reader:
             self.add_pool(section, line, settings, path)
 
     def load(self, path: str) -> Optional[str]:
-        if len(self.reading.files) >= MAX_FILES:
-            self.problem(path, 0, f"not read: more than {MAX_FILES} configuration files")
+        budget = self.budget
+        if budget.files <= 0:
+            self.over_budget(path, 0, f"more than {MAX_FILES} configuration files")
+            return None
+        if self.over_budget(path, 0, budget.spent()):
             return None
         try:
             refusal, data = self._read_bytes(path)
@@ -192,14 +308,27 @@ class _Reader:
             self.problem(path, 0, refusal)
         if data is None:
             return None
+        budget.files -= 1
+        if len(data) > budget.bytes:
+            self.over_budget(path, 0, f"more than {MAX_TOTAL_BYTES // (1024 * 1024)} MiB of configuration")
+            budget.bytes = 0
+            return None
+        budget.bytes -= len(data)
         self.reading.files.append(path)
         return data.decode("utf-8", "replace")
 
-    def _read_bytes(self, path: str) -> Tuple[Optional[str], Optional[bytes]]:
+    def _read_bytes(self, path: str) -> Tuple[Optional[str], Optional[bytes]]:  # noqa: PLR0911
         """(why it is not read, the bytes): a FIFO or device never blocks,
-        a file read before is skipped silently, a large one is refused."""
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        a file read before is skipped silently, a large one is refused, and
+        so is one that another user could have written (``trust``)."""
+        refusal = self.budget.trust.refusal_before_open(path)
+        if refusal:
+            return refusal, None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
         try:
+            refusal = self.budget.trust.refusal(fd, path)
+            if refusal:
+                return refusal, None
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 return "not a regular file", None
@@ -212,6 +341,8 @@ class _Reader:
             data = os.read(fd, MAX_FILE_BYTES + 1)
         finally:
             os.close(fd)
+        if len(data) > MAX_FILE_BYTES:
+            return f"not read: larger than {MAX_FILE_BYTES // 1024} KiB", None
         if b"\0" in data:
             return "not read: binary data, not an ini file", None
         return None, data
@@ -221,10 +352,15 @@ class _Reader:
             self.problem(path, number, "include nested more than 8 deep")
             return
         full = pattern if pattern.startswith("/") else os.path.join(_prefix(self.reading.master), pattern)
-        matches = sorted(glob.glob(full))
+        budget = self.budget
+        matches, matched, stopped = bounded_glob(full, budget.matches, budget.spent)
+        budget.matches = max(budget.matches - matched, 0)
+        if stopped == OVER_LIMIT:
+            stopped = f"include globs matched more than {MAX_GLOB_MATCHES} names"
+        self.over_budget(path, number, stopped)
         if not matches:
-            self.problem(path, number, f"include {_short(pattern, 300)} matches no file")
-        for match in matches[:MAX_FILES]:
+            self.problem(path, number, "include matches no file")
+        for match in matches:
             self.read_file(match, depth + 1)
 
     def add_pool(self, name: str, line: int, settings: Dict[str, str], path: str) -> None:
@@ -233,9 +369,17 @@ class _Reader:
         [www]'s listen so): they are judged once all are read."""
         if name in self.sections:
             first_path, first_line, first = self.sections[name]
-            self.sections[name] = (first_path, first_line, {**first, **settings})
-        else:
+            merged = {**first, **settings}
+            self.sections[name] = (
+                first_path,
+                first_line,
+                dict(itertools.islice(merged.items(), MAX_SETTINGS_PER_POOL)),
+            )
+        elif self.budget.pools > 0:
+            self.budget.pools -= 1
             self.sections[name] = (path, line, dict(settings))
+        else:
+            self.over_budget(path, line, f"more than {MAX_POOLS} pools")
 
     def finish(self) -> None:
         """Judge the pools as FPM would, once every file is read."""
@@ -252,9 +396,8 @@ class _Reader:
                 self.reading.pools.append(PoolConfig(name, path, line, master, version, settings))
 
 
-def _value(raw: str, environ: Mapping[str, str]) -> str:
-    """A bare or quoted ini value: a ; outside quotes starts a comment,
-    ${VAR} is the environment's VAR."""
+def _value(raw: str) -> str:
+    """A bare or quoted ini value: a ; outside quotes starts a comment."""
     value = raw.strip()
     if value[:1] in ("'", '"'):
         quote = value[0]
@@ -262,7 +405,7 @@ def _value(raw: str, environ: Mapping[str, str]) -> str:
         value = value[1:end] if end > 0 else value[1:]
     else:
         value = value.split(";", 1)[0].strip()
-    return _ENV.sub(lambda match: environ.get(match.group(1), ""), value)
+    return value
 
 
 def _prefix(master: str) -> str:
@@ -300,38 +443,8 @@ _CHECKS = {
 }
 
 
-def _short(text: str, limit: int = 60) -> str:
-    flat = "".join(char if char.isprintable() else "?" for char in text[:limit])
-    return flat + ("…" if len(text) > limit else "")
-
-
 def default_masters(root: str = "/") -> List[str]:
     found: List[str] = []
     for pattern in DEFAULT_CONFIGS:
         found.extend(sorted(glob.glob(os.path.join(root, pattern))))
     return found
-
-
-def running_masters(proc: str = "/proc") -> List[Tuple[int, str]]:
-    """(pid, configuration file) of every FPM master running now: FPM sets
-    its title to "php-fpm: master process (PATH)"."""
-    found = []
-    for entry in _listdir(proc):
-        if not entry.isdecimal():
-            continue
-        try:
-            with open(os.path.join(proc, entry, "cmdline"), "rb") as handle:
-                title = handle.read(4096).replace(b"\0", b" ").decode("utf-8", "replace").strip()
-        except OSError:
-            continue
-        match = re.match(r"php-fpm[\d.]*: master process \((.+)\)\Z", title)
-        if match:
-            found.append((int(entry), match.group(1)))
-    return found
-
-
-def _listdir(path: str) -> Iterable[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
