@@ -14,10 +14,11 @@ import re
 import signal
 import sys
 import threading
-from typing import Callable, Dict, List, NoReturn, Optional, Sequence, Set
+from typing import Callable, Dict, List, NoReturn, Optional, Sequence
 
 from .. import __version__
 from ..target import UsageError, parse_address
+from ..text import printable
 from .config import (
     DEFAULT_LISTEN,
     ServeConfig,
@@ -168,7 +169,9 @@ def _pairs(specs: List[str], option: str) -> Dict[str, str]:
     return found
 
 
-def build_config(args: argparse.Namespace, environ: Dict[str, str]) -> ServeConfig:
+def build_config(
+    args: argparse.Namespace, environ: Dict[str, str], stopping: Optional[threading.Event] = None
+) -> ServeConfig:
     document = from_toml(args.config) if args.config else {}
     unknown = sorted(set(document) - set(TOP_LEVEL))
     if unknown:
@@ -191,7 +194,7 @@ def build_config(args: argparse.Namespace, environ: Dict[str, str]) -> ServeConf
         name, address = parse_target(spec)
         targets.append(target_config(name, address, settings))
     if args.discover:
-        targets += discovered_targets(args.discover_root, settings)
+        targets += discovered_targets(args.discover_root, settings, stopping)
     env_listen, env_targets = from_environment(environ)
     if not targets:
         targets = env_targets
@@ -220,21 +223,24 @@ def build_config(args: argparse.Namespace, environ: Dict[str, str]) -> ServeConf
     )
 
 
-def discovered_targets(root: str, settings: Dict[str, object]) -> List[TargetConfig]:
+def discovered_targets(
+    root: str, settings: Dict[str, object], stopping: Optional[threading.Event] = None
+) -> List[TargetConfig]:
     """A target per discovered pool, named after it ("8.2-www"), with the
-    pool's own ping and status paths and pm.max_children."""
+    pool's own ping and status paths and pm.max_children. Discovery takes
+    only root's (or our own) masters and files; a pool it finds that still
+    makes no target is said on stderr and left out, never fatal."""
+    from ..discover.formats import unique  # noqa: PLC0415
     from ..discover.main import discover  # noqa: PLC0415
 
-    pools, problems, _ = discover([], from_running=True, root=root)
-    for problem in problems:
-        sys.stderr.write(f"<4>discover: {problem}\n")
-    found = []
-    names: Set[str] = set()
-    for pool in pools:
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", pool.title).strip("-")[:60] or "pool"
-        while name in names:
-            name += "_"
-        names.add(name)
+    found = discover([], from_running=True, root=root, stop=stopping.is_set if stopping else None)
+    for line in [*found.skipped, *map(str, found.problems)]:
+        log(4, f"discover: {line}")
+    names = unique(
+        re.sub(r"[^A-Za-z0-9_.-]+", "-", pool.title).strip("-")[:60] or "pool" for pool in found.pools
+    )
+    targets = []
+    for pool, name in zip(found.pools, names):
         own = dict(settings)
         if pool.ping_path:
             own.setdefault("ping_path", pool.ping_path)
@@ -243,13 +249,28 @@ def discovered_targets(root: str, settings: Dict[str, object]) -> List[TargetCon
             own.setdefault("status_path", pool.status_path)
         if pool.max_children:
             own["max_children"] = int(pool.max_children)
-        found.append(target_config(name, parse_address(pool.listen, None, None), own))
-    return found
+        try:
+            targets.append(target_config(name, parse_address(pool.listen, None, None), own))
+        except UsageError as exc:
+            log(4, f"discover: pool {pool.title} left out: {exc}")
+    return targets
+
+
+def log(priority: int, text: str) -> None:
+    """One line on stderr with its syslog priority (journald reads <N>);
+    the text made printable, so no file name or client can forge a line."""
+    sys.stderr.write(f"<{priority}>{printable(text, 1000)}\n")
+    sys.stderr.flush()
 
 
 def main(argv: Sequence[str], environ: Optional[Dict[str, str]] = None) -> NoReturn:
     from ..runner import early_signal  # noqa: PLC0415
 
+    # SIGTERM or SIGINT, from here on: start-up (discovery can take
+    # seconds) ends early, a running server drains.
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
     if early_signal() is not None:  # told to stop while starting up
         sys.exit(0)
     try:
@@ -258,13 +279,15 @@ def main(argv: Sequence[str], environ: Optional[Dict[str, str]] = None) -> NoRet
         fail("needs prometheus_client: pip install 'check_fastcgi[serve]'")
     args = parser().parse_args(list(argv))
     try:
-        config = build_config(args, dict(os.environ if environ is None else environ))
+        config = build_config(args, dict(os.environ if environ is None else environ), stopping)
     except UsageError as exc:
         fail(str(exc))
-    serve(config)
+    if stopping.is_set():
+        sys.exit(0)
+    serve(config, stopping)
 
 
-def serve(config: ServeConfig) -> NoReturn:
+def serve(config: ServeConfig, stopping: threading.Event) -> NoReturn:
     from prometheus_client.registry import CollectorRegistry  # noqa: PLC0415
 
     from .exporter import FpmCollector  # noqa: PLC0415
@@ -278,21 +301,17 @@ def serve(config: ServeConfig) -> NoReturn:
         server = SidecarServer(config.listen, prober, registry)
     except OSError as exc:
         fail(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {(exc.strerror or str(exc)).lower()}")
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     host, port = str(server.server_address[0]), server.server_address[1]
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     names = ", ".join(f"{t.name}={t.address}" for t in config.targets)
-    sys.stderr.write(f"<6>check_fastcgi serve {__version__}: listening on {shown} for {names}\n")
-    sys.stderr.flush()
+    log(6, f"check_fastcgi serve {__version__}: listening on {shown} for {names}")
     loop = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     loop.start()
-    while not stop.wait(1.0):
+    while not stopping.wait(1.0):
         pass
-    sys.stderr.write("<6>stopping: finishing the probes in flight\n")
-    sys.stderr.flush()
+    log(6, "stopping: finishing the probes in flight")
     server.drain()
     server.server_close()  # joins the request threads, each bounded by -t
     sys.exit(0)
