@@ -281,6 +281,8 @@ def main(argv: Sequence[str], environ: Optional[Dict[str, str]] = None) -> NoRet
     try:
         config = build_config(args, dict(os.environ if environ is None else environ), stopping)
     except UsageError as exc:
+        if stopping.is_set():  # cut short: what is missing is no error
+            sys.exit(0)
         fail(str(exc))
     if stopping.is_set():
         sys.exit(0)
