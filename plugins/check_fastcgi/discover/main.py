@@ -8,6 +8,7 @@ it says so as a plugin would: ``FASTCGI UNKNOWN - ...``, exit 3.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, List, NoReturn, Optional, Sequence
 
@@ -54,7 +55,13 @@ def parser() -> argparse.ArgumentParser:
         help="a master's php-fpm.conf (repeatable; default: the usual places)",
     )
     parser.add_argument("--from-running", action="store_true", help="also the masters running now (/proc)")
-    parser.add_argument("--root", default="/", metavar="DIR", help="look for the usual places under DIR")
+    parser.add_argument(
+        "--root",
+        default="/",
+        metavar="DIR",
+        help="the host's files are under DIR: the usual places, and with --from-running only the "
+        "masters whose configuration is there",
+    )
     parser.add_argument("--format", choices=sorted(FORMATS), default="table")
     parser.add_argument(
         "--host-name",
@@ -92,7 +99,14 @@ def discover(
     skipped: List[str] = []
     if from_running:
         running, skipped = running_masters()
-        masters += [master.config for master in running if master.config not in masters]
+        # A master whose configuration lies outside the root is another
+        # host's (a container's, or the machine's own beside a test's).
+        inside = os.path.join(os.path.abspath(root), "")
+        masters += [
+            master.config
+            for master in running
+            if master.config not in masters and (root == "/" or master.config.startswith(inside))
+        ]
     budget = Budget(stop=stop)
     pools: List[Pool] = []
     problems: List[Problem] = []
