@@ -100,7 +100,7 @@ class Value(metaclass=_ValueMeta):
         return tuple(getattr(self, name) for name in self._fields)
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
+        if not isinstance(other, Value) or type(other) is not type(self):
             return NotImplemented
         return self._values() == other._values()
 

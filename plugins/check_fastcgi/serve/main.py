@@ -63,10 +63,10 @@ def bounded(key: str, value: object, where: str) -> float:
     UsageError naming ``where`` it came from (infinity, a bool, a string and
     a 400-digit number included)."""
     low, high, whole = BOUNDS[key]
-    kinds = (int,) if whole else (int, float)
+    allowed = isinstance(value, int) or (not whole and isinstance(value, float))
     # The comparison alone refuses NaN and infinity, and compares a huge
     # int exactly (float() of one would overflow).
-    if isinstance(value, kinds) and not isinstance(value, bool) and low <= value <= high:
+    if isinstance(value, (int, float)) and allowed and not isinstance(value, bool) and low <= value <= high:
         return value
     kind = "a whole number" if whole else "seconds"
     raise UsageError(f"{where} {str(value)[:20]!r}: give {kind} from {low:g} to {high:g}")
