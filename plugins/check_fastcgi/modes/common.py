@@ -10,7 +10,16 @@ from ..failures import Failure
 
 if TYPE_CHECKING:
     import argparse
-    from typing import List, Optional
+    from typing import Any, List, Optional
+
+
+def fastcgi_check(*objects: Any) -> nagiosplugin.Check:
+    """A Check named "fastcgi". Check(name=...) came with nagiosplugin
+    1.4.0; Debian 12 ships 1.3.2, so the name is set after construction,
+    which both take."""
+    check = nagiosplugin.Check(*objects)
+    check.name = "fastcgi"
+    return check
 
 
 def add_response_time_thresholds(group: argparse._ArgumentGroup) -> None:

@@ -17,7 +17,7 @@ from fcgi_wire._values import TYPE_CHECKING, Value
 from ..failures import FailureContext, failure_metric, from_error
 from ..text import human_seconds, printable
 from . import Mode
-from .common import FastCGISummary, add_response_time_thresholds, response_time_context
+from .common import FastCGISummary, add_response_time_thresholds, fastcgi_check, response_time_context
 
 if TYPE_CHECKING:
     import argparse
@@ -123,12 +123,11 @@ so this waits for a free one; for PHP-FPM the ping mode is the better probe."""
         return HandshakeOptions(warning=args.warning, critical=args.critical)
 
     def check(self, options: HandshakeOptions, target: Target) -> nagiosplugin.Check:
-        return nagiosplugin.Check(
+        return fastcgi_check(
             GetValuesProbe(target),
             response_time_context(options.warning, options.critical),
             FailureContext(),
             HandshakeSummary(),
-            name="fastcgi",
         )
 
 

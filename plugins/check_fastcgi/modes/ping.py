@@ -16,7 +16,7 @@ from ..cgi_params import build_params, param_pair
 from ..failures import FailureContext, failure_metric, from_error
 from ..text import human_seconds, printable, quoted
 from . import Mode
-from .common import FastCGISummary, add_response_time_thresholds, response_time_context
+from .common import FastCGISummary, add_response_time_thresholds, fastcgi_check, response_time_context
 
 if TYPE_CHECKING:
     from typing import Dict, Iterator, List, Optional, Pattern, Tuple
@@ -275,14 +275,13 @@ path) and --script-filename (the file on the server)."""
         )
 
     def check(self, options: PingOptions, target: Target) -> nagiosplugin.Check:
-        return nagiosplugin.Check(
+        return fastcgi_check(
             PingProbe(target, options),
             ResponseContext(options),
             response_time_context(options.warning, options.critical),
             nagiosplugin.ScalarContext("size", fmt_metric="{valueunit}"),
             FailureContext(),
             PingSummary(),
-            name="fastcgi",
         )
 
 

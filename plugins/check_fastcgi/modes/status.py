@@ -20,7 +20,7 @@ from ..fpm.status_page import PoolStatus, Process, StatusPageError, longest_runn
 from ..target import UsageError
 from ..text import human_seconds, printable, quoted
 from . import Mode
-from .common import FastCGISummary
+from .common import FastCGISummary, fastcgi_check
 
 if TYPE_CHECKING:
     from typing import Dict, Iterator, List, Mapping, Optional, Tuple
@@ -324,13 +324,12 @@ read 0 over a Unix socket (a PHP-FPM limitation)."""
             nagiosplugin.ScalarContext(name, warning.get(name), critical.get(name)) for name in METRIC_NAMES
         ]
         caveat = target.is_unix and any(name in LISTEN_QUEUE_METRICS for name in {**warning, **critical})
-        return nagiosplugin.Check(
+        return fastcgi_check(
             StatusPageProbe(target, options),
             *contexts,
             nagiosplugin.ScalarContext("time", fmt_metric="response time {valueunit}"),
             FailureContext(),
             StatusSummary(caveat),
-            name="fastcgi",
         )
 
 
