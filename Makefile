@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # tools/system-packages holds, per target, the Debian packages it needs and
 # why, says so before installing, and leaves their own services disabled.
 
-.PHONY: all demo test lint format system-packages venv clean bench fuzz zipapp
+.PHONY: all demo test test-on-fpm-host lint format system-packages venv clean bench fuzz zipapp
 
 all: test
 
@@ -33,7 +33,7 @@ demo: venv
 	$(BIN)/python -m tests.demo
 
 # The scripts in tools/ have no .py suffix: they are named one by one.
-TOOLS := tools/bench tools/build-zipapp tools/system-packages
+TOOLS := tools/bench tools/build-zipapp tools/system-packages tools/with-stock-fpm
 
 lint: venv
 	$(BIN)/ruff check fcgi_wire plugins tests $(TOOLS)
@@ -46,6 +46,11 @@ format: venv
 
 test: system-packages lint
 	$(BIN)/python -m pytest
+
+# The suite once more while Debian's own php-fpm master runs (its stock www
+# pool), as on a web host: each test must read only what its fixture made.
+test-on-fpm-host: system-packages venv
+	tools/with-stock-fpm $(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -188,7 +188,7 @@ def test_a_running_masters_variables_stay_unknown(tmp_path: Path) -> None:
         assert set(Path(f"/proc/{master.pid}/environ").read_bytes()) <= {0}
         done = discover(
             "--root",
-            str(tmp_path / "empty"),
+            str(tmp_path),
             "--from-running",
             "--format",
             "json",
