@@ -4,7 +4,9 @@ a TOML file or fastcgi-healthcheck's environment variables."""
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import nagiosplugin
@@ -18,6 +20,7 @@ from ..modes.ping import PingOptions
 from ..modes.status import DEFAULT_PATH as STATUS_PATH
 from ..modes.status import METRIC_NAMES, StatusOptions
 from ..target import UsageError, parse_address
+from ..text import printable
 
 DEFAULT_LISTEN = ("127.0.0.1", 9253)
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
@@ -158,19 +161,55 @@ def target_config(
     )
 
 
+#: A --config file larger than this is refused (a real one is a few KiB).
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def from_toml(path: str) -> Dict[str, Any]:
+    """The --config file's document; any problem is a UsageError naming the
+    file (one line, exit 2), never a traceback."""
     try:
         import tomllib  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
     except ModuleNotFoundError:  # Python 3.9 and 3.10
         import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]  # noqa: PLC0415
+    where = f"--config {printable(path, 200)}"
+    data = _read_config(path, where)
     try:
-        with open(path, "rb") as handle:
-            document: Dict[str, Any] = tomllib.load(handle)
-    except OSError as exc:
-        raise UsageError(f"--config {path}: {(exc.strerror or str(exc)).lower()}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--config {path}: not valid TOML: {exc}") from None
+        document: Dict[str, Any] = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{where}: not valid TOML: not UTF-8") from None
+    except RecursionError:  # the parser recurses for each nested array or table
+        raise UsageError(f"{where}: not valid TOML: nested too deeply") from None
+    except ValueError as exc:  # TOMLDecodeError, and an integer past int()'s digit limit
+        raise UsageError(f"{where}: not valid TOML: {printable(str(exc), 120)}") from None
     return document
+
+
+def _read_config(path: str, where: str) -> bytes:
+    """A regular file's bytes, at most MAX_CONFIG_BYTES: a FIFO would block
+    the open for ever (hence O_NONBLOCK) and /dev/zero never end."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(f"{where}: {(exc.strerror or str(exc)).lower()}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{where}: not a regular file")
+        chunks: List[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:  # one byte past the cap says it is larger
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise UsageError(f"{where}: {(exc.strerror or str(exc)).lower()}") from None
+    finally:
+        os.close(fd)
+    if size > MAX_CONFIG_BYTES:
+        raise UsageError(f"{where}: larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB")
+    return b"".join(chunks)
 
 
 def targets_from_toml(document: Mapping[str, Any]) -> List[TargetConfig]:

@@ -2,6 +2,11 @@
 prometheus_client custom collector: one fetch of each target's page per
 scrape (single flight with concurrent scrapes, bounded like every exchange).
 
+With ``--full``, per-process series cover at most MAX_PROCESSES workers of
+each target (in the status page's order), and
+``phpfpm_processes_not_exported`` counts the workers left out: a page of
+50,000 processes would otherwise cost a 39 MB exposition on every scrape.
+
 Names follow hipages/php-fpm_exporter, so its Grafana dashboards keep
 working: gauges by the same names; counters, which prometheus_client and
 Prometheus' conventions name ``*_total`` (promtool checks it), also under
@@ -44,6 +49,9 @@ COUNTERS = [
     ("max_children_reached", "max_children_reached", "Times pm.max_children stopped a new worker."),
     ("slow_requests", "slow_requests", "Requests longer than request_slowlog_timeout."),
 ]
+#: Workers of one target with per-process series at most; the others are
+#: counted in phpfpm_processes_not_exported.
+MAX_PROCESSES = 1000
 PROCESS_STATES = ("Idle", "Running", "Reading headers", "Getting request information", "Finishing", "Ending")
 
 
@@ -155,10 +163,16 @@ class _ProcessFamilies:
             "The longest request running now, the status request excluded.",
             labels=["pool", "target"],
         )
+        self.not_exported = GaugeMetricFamily(
+            "phpfpm_processes_not_exported",
+            f"Workers left out of the per-process series (at most {MAX_PROCESSES} a target).",
+            labels=["pool", "target"],
+        )
 
     def add(self, pool: str, target: TargetConfig, status: PoolStatus) -> None:
         processes = status.processes or []
-        for process in processes:
+        self.not_exported.add_metric([pool, target.name], max(len(processes) - MAX_PROCESSES, 0))
+        for process in processes[:MAX_PROCESSES]:
             values = [pool, target.name, str(process.pid)]
             self.requests.add_metric(values, process.requests)
             self.memory.add_metric(values, process.last_request_memory)
@@ -170,7 +184,15 @@ class _ProcessFamilies:
         self.longest.add_metric([pool, target.name], longest.request_duration if longest else 0.0)
 
     def families(self) -> List[Metric]:
-        return [self.requests, self.memory, self.cpu, self.duration, self.state, self.longest]
+        return [
+            self.requests,
+            self.memory,
+            self.cpu,
+            self.duration,
+            self.state,
+            self.longest,
+            self.not_exported,
+        ]
 
 
 def _states(current: str) -> Tuple[str, ...]:

@@ -12,16 +12,42 @@ Routes (GET or HEAD; other methods 405, other paths 404):
 - ``/metrics``: Prometheus exposition.
 
 Nothing in a request chooses an address: a target is one of the configured
-names. Slow or malformed clients are bounded: a whole request head must
-arrive within REQUEST_TIMEOUT, head lines are capped by http.server, and at
-most max_connections are served at once (more get 503 and are closed).
+names. Hostile clients are bounded:
+
+- a whole request head must arrive within REQUEST_TIMEOUT, an idle
+  keep-alive connection is closed after IDLE_TIMEOUT, head lines are capped
+  by http.server;
+- at most max_connections are served at once, and the listen backlog holds
+  as many. When every slot is taken, a new connection takes the slot of the
+  oldest one that only waits (idle between requests, or still sending a
+  head), which is closed: connections that sit on their slots cannot deny
+  /healthz to others. A connection running a request is never closed; when
+  all of them are, the new one gets 503;
+- no request body is read, so none is accepted: a Content-Length other than
+  0, a Transfer-Encoding or an Expect header is answered 400 and the
+  connection closed (else the body would be parsed as the next request);
+- a request line that is not ``METHOD /PATH HTTP/1.x`` in printable ASCII
+  is answered 400;
+- what reaches stderr is one printable line (check_fastcgi.text.printable).
+
+Threads: the ``http`` thread runs serve_forever (accepting, taking a slot or
+evicting, starting a thread per connection); one thread per connection
+reads its requests and runs them (probes run there; the Prober has its own
+locks); the main thread waits for a signal and calls drain(). One lock,
+SidecarServer._lock, guards SidecarServer._connections: the connections
+holding a slot, in the order they came, each waiting or running. A socket
+is shut down by another thread (eviction, drain) only under that lock, and
+its own thread takes it off the table under the lock before closing it, so
+a shutdown never reaches a descriptor that was closed and reused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -30,6 +56,7 @@ from typing import Any, Dict, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__
+from ..text import printable
 from .config import TargetConfig
 from .probes import MODES, Prober
 
@@ -39,6 +66,20 @@ REQUEST_TIMEOUT = 5.0
 IDLE_TIMEOUT = 15.0
 
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+#: METHOD TARGET VERSION: printable ASCII, one space between (RFC 9112).
+_REQUEST_LINE = re.compile(r"[!-~]+ ([!-~]+) [!-~]+\Z")
+
+
+def line_problem(line: str) -> Optional[str]:
+    """Why a request line is refused, or None. http.server lets through a
+    target that urlsplit then raises on ("http://[x"), control characters,
+    and HTTP/0.9 (answered with no status line)."""
+    match = _REQUEST_LINE.match(line)
+    if match is None:
+        return "a request line is METHOD /PATH HTTP/1.1, in printable ASCII"
+    if not match.group(1).startswith("/"):
+        return "the request target must be a path, starting with /"
+    return None
 
 
 class _Deadline:
@@ -73,8 +114,9 @@ class _Deadline:
 
 
 class SidecarServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with a connection bound, a drain, and errors as
-    one log line instead of a traceback."""
+    """ThreadingHTTPServer with a connection bound that waiting connections
+    cannot hold, a drain, and errors as one log line instead of a
+    traceback."""
 
     daemon_threads = False  # server_close() waits for in-flight probes
     block_on_close = True
@@ -82,53 +124,85 @@ class SidecarServer(ThreadingHTTPServer):
 
     def __init__(self, address: Tuple[str, int], prober: Prober, metrics: Any) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        # Read by server_activate() when it listens: socketserver's 5 drops
+        # the SYNs of a burst while the accept loop is busy.
+        self.request_queue_size = max(prober.config.max_connections, 5)
         self.prober = prober
         self.metrics = metrics
         self.started = time.monotonic()
         self.draining = threading.Event()
-        self._slots = threading.BoundedSemaphore(prober.config.max_connections)
-        self._idle: Dict[Any, bool] = {}
-        self._idle_lock = threading.Lock()
+        self._lock = threading.Lock()
+        #: Connections holding a slot, oldest first: True while it waits
+        #: (for or within a request head), False while it runs a request.
+        self._connections: Dict[socket.socket, bool] = {}
         super().__init__(address, Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        with self._lock:
+            full = len(self._connections) >= self.prober.config.max_connections
+            if not full or self._evict_oldest_waiting():
+                self._connections[request] = True
+                full = False
+        if full:  # every slot runs a request
             with contextlib.suppress(OSError):
                 request.sendall(_BUSY)
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
+    def _evict_oldest_waiting(self) -> bool:
+        """Close the oldest connection that only waits, freeing its slot
+        (under the lock). Its thread wakes to a closed socket and ends."""
+        oldest = next((conn for conn, waiting in self._connections.items() if waiting), None)
+        if oldest is None:
+            return False
+        del self._connections[oldest]
+        with contextlib.suppress(OSError):
+            oldest.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._lock:  # the slot is free, and no other thread shuts it down any more
+            self._connections.pop(request, None)
+        super().shutdown_request(request)
+
+    def waiting(self, connection: socket.socket) -> bool:
+        """The connection waits for its next request; False when it must
+        close instead (it was evicted, or the server drains)."""
+        return self._mark(connection, True)
+
+    def running(self, connection: socket.socket) -> bool:
+        """The connection's request head is in: from now on it is never
+        evicted. False when it was evicted while the head came in."""
+        return self._mark(connection, False)
+
+    def _mark(self, connection: socket.socket, waiting: bool) -> bool:
+        with self._lock:
+            # A request whose head is in is answered even as the server
+            # drains; waiting for another is what draining ends.
+            if connection not in self._connections or (waiting and self.draining.is_set()):
+                return False
+            self._connections[connection] = waiting
+            return True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys  # noqa: PLC0415
-
         exc = sys.exc_info()[1]
         if not isinstance(exc, (OSError, TimeoutError)):
-            sys.stderr.write(f"<4>request from {client_address[0]} failed: {type(exc).__name__}: {exc}\n")
-
-    def idle(self, handler: Any, idle: bool) -> None:
-        with self._idle_lock:
-            if idle:
-                self._idle[handler] = True
-            else:
-                self._idle.pop(handler, None)
+            # The text may hold what a client or a server sent.
+            what = printable(f"request from {client_address[0]} failed: {type(exc).__name__}: {exc}", 1000)
+            sys.stderr.write(f"<4>{what}\n")
+            sys.stderr.flush()
 
     def drain(self) -> None:
-        """Stop accepting; close idle keep-alive connections so that only
-        requests in progress remain (each bounded by -t)."""
+        """Stop accepting; close the connections that only wait, so that
+        only requests in progress remain (each bounded by -t)."""
         self.draining.set()
         self.shutdown()
-        with self._idle_lock:
-            idle = list(self._idle)
-        for handler in idle:
-            with contextlib.suppress(OSError):
-                handler.connection.shutdown(socket.SHUT_RDWR)
+        with self._lock:
+            for connection, waiting in self._connections.items():
+                if waiting:
+                    with contextlib.suppress(OSError):
+                        connection.shutdown(socket.SHUT_RDWR)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -148,9 +222,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         reader: _Deadline = self.rfile  # type: ignore[assignment]
         reader.start(IDLE_TIMEOUT)
-        self.server.idle(self, True)
-        if self.server.draining.is_set():  # came in after drain() closed the idle ones
-            self.server.idle(self, False)
+        if not self.server.waiting(self.connection):
             self.close_connection = True
             return
         try:
@@ -163,8 +235,6 @@ class Handler(BaseHTTPRequestHandler):
         except (OSError, TimeoutError):
             self.close_connection = True
             return
-        finally:
-            self.server.idle(self, False)
         reader.start(REQUEST_TIMEOUT)
         try:
             super().handle_one_request()
@@ -172,6 +242,41 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         if self.server.draining.is_set():
             self.close_connection = True
+
+    def parse_request(self) -> bool:
+        """http.server's parsing, with the request line and the absence of
+        a body checked; then the connection runs its request."""
+        line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        # What send_error reads, before http.server sets it.
+        self.command, self.request_version, self.requestline = None, "HTTP/1.0", line  # type: ignore[assignment]
+        problem = line_problem(line)
+        if problem is None:
+            if not super().parse_request():
+                return False
+            problem = self._body_problem()
+        if problem is not None:
+            self.send_error(HTTPStatus.BAD_REQUEST, problem)
+            return False
+        if not self.server.running(self.connection):
+            self.close_connection = True
+            return False
+        return True
+
+    def _body_problem(self) -> Optional[str]:
+        """No body is read: one would be parsed as the next request, and a
+        proxy that reuses the connection would get answers out of step."""
+        if any(value.strip() != "0" for value in self.headers.get_all("Content-Length", [])):
+            return "no request body is accepted: Content-Length must be 0"
+        if "Transfer-Encoding" in self.headers:
+            return "no request body is accepted: no Transfer-Encoding"
+        if "Expect" in self.headers:
+            return "no request body is accepted: no Expect"
+        return None
+
+    def handle_expect_100(self) -> bool:
+        # http.server would send 100 Continue, inviting the body that
+        # parse_request refuses next.
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # probes come every few seconds; state changes are what is logged
@@ -189,7 +294,8 @@ class Handler(BaseHTTPRequestHandler):
             self.request_version = "HTTP/1.0"
         self.close_connection = True
         status = HTTPStatus(code)
-        self._reply(status, f"{status.value} {message or status.phrase}\n", head=self.command == "HEAD")
+        text = printable(message or status.phrase, 200)  # http.server's may quote the request
+        self._reply(status, f"{status.value} {text}\n", head=self.command == "HEAD")
 
     def _not_allowed(self) -> None:
         self._reply(
@@ -200,7 +306,7 @@ class Handler(BaseHTTPRequestHandler):
         self.do_GET(head=True)
 
     def do_GET(self, head: bool = False) -> None:
-        url = urlsplit(self.path)
+        url = urlsplit(self.path)  # a path (parse_request saw to it): no netloc to raise on
         query = parse_qs(url.query, keep_blank_values=True)
         wants_json = query.get("format", [""])[-1] == "json" or "application/json" in self.headers.get(
             "Accept", ""
@@ -282,7 +388,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         for name, value in (extra or {}).items():
             self.send_header(name, value)
-        if self.server.draining.is_set():
+        if self.close_connection or self.server.draining.is_set():
             self.send_header("Connection", "close")
         self.end_headers()
         if not head:
