@@ -155,6 +155,15 @@ def _int(document: Dict[str, Any], key: str) -> int:
     return value
 
 
+def _text(value: Any, default: str = "-") -> str:
+    """A string field as text that encodes: JSON's \\ud800 escapes give lone
+    surrogates, which UTF-8 cannot encode (a Prometheus scrape of every
+    target would fail on one pool's label). Bounded: a label or a line
+    needs no more."""
+    text = value if isinstance(value, str) else default if value is None else str(value)
+    return text[:_MAX_TEXT].encode("utf-8", "replace").decode("utf-8")
+
+
 def _count(value: Any) -> int:
     """A per-process count, or 0 when FPM printed '-' or nonsense."""
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_FIGURE else 0
@@ -164,6 +173,10 @@ def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0.0
     return float(value) if 0 <= value < 1e15 else 0.0
+
+
+#: What a string field of the page is cut to: FPM's own are far shorter.
+_MAX_TEXT = 4096
 
 
 def _processes(raw: Any, repairs: List[str]) -> Optional[List[Process]]:
@@ -181,10 +194,10 @@ def _processes(raw: Any, repairs: List[str]) -> Optional[List[Process]]:
         processes.append(
             Process(
                 pid=_count(entry.get("pid")),
-                state=str(entry.get("state", "-")),
+                state=_text(entry.get("state")),
                 request_duration=duration / 1_000_000,
-                request_method=str(entry.get("request method", "-")),
-                request_uri=str(entry.get("request uri", "-")),
+                request_method=_text(entry.get("request method")),
+                request_uri=_text(entry.get("request uri")),
                 requests=_count(entry.get("requests")),
                 last_request_cpu=_number(entry.get("last request cpu")),
                 last_request_memory=_count(entry.get("last request memory")),
@@ -208,8 +221,8 @@ def parse_status(body: bytes) -> PoolStatus:
         raise StatusPageError(f"status page without {', '.join(repr(key) for key in missing)}")
     figures = {metric: _int(document, key) for key, metric in POOL_FIELDS.items() if key in document}
     return PoolStatus(
-        pool=str(document["pool"]),
-        process_manager=str(document.get("process manager", "-")),
+        pool=_text(document["pool"]),
+        process_manager=_text(document.get("process manager")),
         start_time=_count(document.get("start time")),
         figures=figures,
         processes=_processes(document.get("processes"), repairs),
