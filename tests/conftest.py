@@ -49,6 +49,11 @@ class Outcome:
 STATE_HOME = {"path": ""}
 
 
+#: What a check may take at its peak, whatever the server sends: the
+#: interpreter, nagiosplugin and a reply at the cap.
+PEAK_RSS_LIMIT_KIB = 60 * 1024
+
+
 #: GNU time, a small C parent: what it reports is the plugin's own peak RSS.
 #: (os.wait4 from pytest would not do: Linux carries the RSS of the forked
 #: pytest image over the exec into ru_maxrss.)

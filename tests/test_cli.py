@@ -147,3 +147,38 @@ def test_a_reader_that_goes_away_gets_no_traceback() -> None:
     proc.stderr.close()
     assert b"Traceback" not in err
     assert err == b""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-s", "/run/" + "x" * 120 + ".sock"], "Unix socket path is 130 bytes long; the kernel allows 107"),
+        (["-H", "/" + "y" * 110], "Unix socket path is 111 bytes long"),
+        (["-H", "a..b"], "invalid host name 'a..b'"),
+        (["-H", "x" * 64 + ".example"], "each dot-separated part must be 1 to 63"),
+        (["--host=-bad.example"], "invalid host name '-bad.example'"),
+    ],
+)
+def test_arguments_that_cannot_work_are_usage_errors(args: list, message: str) -> None:
+    outcome = run_check("ping", *args)
+    assert_plugin_output(outcome)
+    assert outcome.code == 3
+    assert message in outcome.first_line
+
+
+def test_a_metric_given_twice_is_a_usage_error() -> None:
+    outcome = run_check("status", "-c", "active_percent=80", "-c", "active_percent=90")
+    assert outcome.code == 3
+    assert "-c active_percent is given twice (80 and 90): keep one" in outcome.first_line
+
+
+def test_a_forgotten_mode_is_named() -> None:
+    outcome = run_check("-p", "9000")
+    assert outcome.code == 3
+    assert "no mode given before -p" in outcome.first_line and "handshake, ping, status" in outcome.first_line
+
+
+def test_the_early_mode_list_is_the_modes_list() -> None:
+    from check_fastcgi import cli, modes  # noqa: PLC0415
+
+    assert cli.MODE_NAMES == modes.NAMES

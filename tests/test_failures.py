@@ -223,3 +223,39 @@ def test_a_signal_ends_the_check_at_once_with_one_line(signame: str, mode: str) 
     assert out == f"FASTCGI UNKNOWN - interrupted by {signame}\n"
     assert err == ""
     assert took < 1.0
+
+
+# --- diagnosis: what a failure says, and what -v shows ------------------------------------------
+
+
+def test_a_silent_server_may_be_busy_or_not_fastcgi_and_v_says_what_went() -> None:
+    with servers.ScriptedServer(servers.silent) as server:
+        outcome = run_check("ping", *server.args, "-t", "1", "-v")
+    assert outcome.code == 2
+    assert "(every worker busy, or not a FastCGI server?)" in outcome.first_line
+    lines = outcome.stdout.splitlines()
+    assert any(line.startswith("sent: a FastCGI request of ") for line in lines), lines
+    assert "received: nothing" in lines
+
+
+def test_v_shows_the_first_bytes_of_a_banner() -> None:
+    with servers.ScriptedServer(servers.answers_and_waits(b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n")) as server:
+        outcome = run_check("ping", *server.args, "-v")
+    assert outcome.code == 2
+    assert outcome.first_line.startswith("FASTCGI CRITICAL - protocol error: bad FastCGI version 83")
+    assert "received: 30 bytes, starting 'SSH-2.0-OpenSSH_9.2p1 Debian\\x0d\\x0a'" in outcome.stdout
+
+
+@pytest.mark.parametrize("kind", ["a regular file", "a directory"])
+def test_a_path_that_is_not_a_socket_says_so(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "php-fpm.sock"
+    if kind == "a directory":
+        path.mkdir()
+    else:
+        path.write_text("")
+    outcome = run_check("ping", "-s", str(path))
+    assert outcome.code == 2
+    assert (
+        outcome.summary
+        == f"FASTCGI CRITICAL - connect to {path}: not a socket ({kind}) (is -s the pool's listen path?)"
+    )

@@ -18,10 +18,9 @@ import pytest
 import fcgi_wire
 from fcgi_wire import RecordType, encode_record
 from tests import servers
-from tests.conftest import assert_plugin_output, run_check
+from tests.conftest import PEAK_RSS_LIMIT_KIB, assert_plugin_output, run_check
 
 TIMEOUT = 1.0
-PEAK_RSS_LIMIT_KIB = 60 * 1024
 
 #: What a mode sends decides what a "reply" is: GET_VALUES or a request.
 Reply = Callable[[bool, socket.socket, threading.Event], None]
@@ -409,7 +408,7 @@ def test_slowloris_connect_then_silence_is_bounded_by_connect_timeout() -> None:
 
 def test_a_full_page_of_10000_workers_fits_the_default_cap(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The default cap is enough for --full with 10,000 workers."""
-    from tests.test_status_page import page, process  # noqa: PLC0415
+    from tests.pages import page, process  # noqa: PLC0415
 
     workers = [
         process(

@@ -176,3 +176,21 @@ def test_a_worker_freed_in_time_answers(one_worker: FpmPool, tmp_path: Path) -> 
     with SlowRequest(one_worker, ms=300):
         outcome = run_check("ping", *one_worker.targets()["tcp"], "-t", "5")
     assert outcome.code == 0
+
+
+def test_default_ping_path_is_fpms_own(fpm: FpmPool) -> None:
+    outcome = run_check("ping", *fpm.targets()["tcp"])
+    assert outcome.code == 0
+    assert " /ping answered 200 OK" in outcome.first_line
+
+
+def test_a_path_without_its_slash_gets_a_hint_about_the_slash(fpm: FpmPool) -> None:
+    outcome = run_check("ping", *fpm.targets()["tcp"], "--path", "ping")
+    assert outcome.code == 2
+    assert "(--path ping has no leading /: FPM matches ping.path against /ping)" in outcome.first_line
+
+
+def test_the_404_hint_names_path(fpm: FpmPool) -> None:
+    outcome = run_check("ping", *fpm.targets()["tcp"], "--path", "/nope", "--script-filename", "/nope")
+    assert outcome.code == 2
+    assert "check --path" in outcome.first_line

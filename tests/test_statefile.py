@@ -24,7 +24,7 @@ from check_fastcgi.fpm.rates import default_state_dir, rates, state_file_name
 from check_fastcgi.statefile import MAX_BYTES, StateFileError, open_state
 from tests.conftest import assert_plugin_output, run_check
 from tests.fpm import wait_until
-from tests.test_status_page import OWN, page, serve
+from tests.pages import OWN, page, serve
 from tests.users import LocalUser
 
 COUNTERS = {"accepted_conn": 100, "max_children_reached": 1, "slow_requests": 0}

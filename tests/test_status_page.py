@@ -11,31 +11,7 @@ import pytest
 from check_fastcgi.fpm.status_page import StatusPageError, parse_status
 from tests import servers
 from tests.conftest import assert_plugin_output, run_check
-
-HEAD = (
-    '{"pool":"www","process manager":"dynamic","start time":1700000000,"start since":3600,'
-    '"accepted conn":1234,"listen queue":0,"max listen queue":2,"listen queue len":511,'
-    '"idle processes":3,"active processes":2,"total processes":5,"max active processes":5,'
-    '"max children reached":1,"slow requests":7'
-)
-
-
-def process(pid: int, state: str, duration: str, uri: str, *, user: str = "-", script: str = "-") -> str:
-    """One entry exactly as fpm_status.c prints it: uri, user and script raw."""
-    return (
-        f'{{"pid":{pid},"state":"{state}","start time":1700000000,"start since":3600,"requests":10,'
-        f'"request duration":{duration},"request method":"GET","request uri":"{uri}","content length":0,'
-        f'"user":"{user}","script":"{script}","last request cpu":0.00,"last request memory":0}}'
-    )
-
-
-def page(*processes: str) -> bytes:
-    if not processes:
-        return (HEAD + "}").encode()
-    return (HEAD + ', "processes":[' + ",".join(processes) + "]}").encode()
-
-
-OWN = process(1, "Running", "150", "/status?json&full")
+from tests.pages import HEAD, OWN, page, process, serve
 
 
 def test_valid_page() -> None:
@@ -98,11 +74,6 @@ def test_not_a_status_page(body: bytes, message: str) -> None:
 
 
 # --- the same pages through the plugin, over FastCGI ------------------------------------
-
-
-def serve(body: bytes, status_line: bytes = b"") -> servers.ScriptedServer:
-    headers = status_line + b"Content-Type: application/json\r\n\r\n"
-    return servers.ScriptedServer(servers.responds(servers.fastcgi_reply(headers + body)))
 
 
 def test_plugin_reports_the_pool_from_a_broken_page(tmp_path) -> None:  # type: ignore[no-untyped-def]
