@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # tools/system-packages holds, per target, the Debian packages it needs and
 # why, says so before installing, and leaves their own services disabled.
 
-.PHONY: all demo test test-on-fpm-host lint format system-packages venv clean bench fuzz zipapp
+.PHONY: all demo test test-on-fpm-host test-icinga2-agent lint format system-packages venv clean bench fuzz zipapp
 
 all: test
 
@@ -61,6 +61,12 @@ FUZZ_EXAMPLES ?= 20000
 fuzz: venv
 	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:randomly \
 		tests/test_codec_properties.py --durations=0
+
+# Two icinga2 daemons on loopback, a master and an agent with certificates
+# from `icinga2 pki`: the agent runs its host's checks (command_endpoint).
+# Not part of `make test` (about 25 s on two cores); .ci/run runs it.
+test-icinga2-agent: system-packages venv
+	CHECK_FASTCGI_ICINGA2_AGENT=1 $(BIN)/python -m pytest tests/test_icinga2_agent.py
 
 # One file to copy into a plugin directory: dist/check_fastcgi.pyz.
 zipapp: venv

@@ -262,7 +262,7 @@ def test_an_unreadable_file_as_an_unprivileged_user(tmp_path: Path) -> None:
 
 
 def test_every_format_is_offered(host: Layouts) -> None:
-    for output_format in ("table", "json", "icinga2", "nagios", "monit"):
+    for output_format in ("table", "json", "icinga2", "nagios", "monit", "nrpe"):
         done = discover(host, "--format", output_format)
         assert done.returncode == 0 and done.stdout and done.stderr == ""
     assert discover(host, "--format", "yaml").returncode == 3
@@ -304,7 +304,7 @@ def test_escapes_quotes_and_huge_numbers_never_reach_an_output(tmp_path: Path) -
         f"problem: {config}:14: pool [big]: pm.max_children must be a whole number from 1 to 2147483647"
         in table
     )
-    for output_format in ("json", "icinga2", "nagios", "monit"):
+    for output_format in ("json", "icinga2", "nagios", "monit", "nrpe"):
         assert "\x1b" not in run("--format", output_format).stdout
     services = tmp_path / "services.cfg"
     services.write_text(run("--format", "nagios", "--host-name", "web1").stdout)

@@ -1,6 +1,7 @@
-"""contrib/icinga2 in Debian's icinga2: the config validates, and a real
+"""contrib/icinga2 in Debian's icinga2: the config validates, a real
 daemon runs the checks against a test pool and writes OK with our perfdata
-through its PerfdataWriter."""
+through its PerfdataWriter, and what discover writes loads into Debian's
+stock /etc/icinga2 as it is, next to every contrib file."""
 
 from __future__ import annotations
 
@@ -8,18 +9,24 @@ import glob
 import grp
 import os
 import pwd
+import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Dict, Iterator, List
 
 import pytest
 
-from tests.conftest import BIN
+from tests.conftest import BIN, CHECK
 from tests.engines import ROOT
 from tests.fpm import FpmPool, wait_until
 
 ICINGA2 = "/usr/lib/x86_64-linux-gnu/icinga2/sbin/icinga2"
 CONTRIB = ROOT / "contrib" / "icinga2"
+#: What Debian's icinga2-common installs (icinga2-bin depends on it).
+STOCK = Path("/etc/icinga2")
+#: Where Debian's check-fastcgi package puts the CheckCommand.
+PACKAGED = Path("/usr/share/icinga2/include/plugins-contrib.d")
 
 
 def icinga2() -> str:
@@ -48,7 +55,7 @@ def defines(workdir: Path) -> List[str]:
 
 
 def main_conf(workdir: Path, pool: FpmPool) -> Path:
-    services = (CONTRIB / "services.conf").read_text()
+    services = (CONTRIB / "php-fpm-services.conf").read_text()
     # A 1 s cycle instead of the example's minute, so the test need not wait.
     services = services.replace("check_interval = 1m", "check_interval = 1s").replace(
         "retry_interval = 30s", "retry_interval = 1s"
@@ -152,3 +159,76 @@ def test_the_daemon_runs_the_checks(setup: tuple) -> None:
     assert "active_percent=" in status["SERVICEPERFDATA"] and "%;80;95;0;100" in status["SERVICEPERFDATA"]
     assert "listen_queue=0;1;10;0" in status["SERVICEPERFDATA"]
     assert "longest_request=" in status["SERVICEPERFDATA"]
+
+
+# --- Debian's stock /etc/icinga2 -----------------------------------------------------------------
+
+
+def test_no_contrib_file_takes_a_stock_files_name() -> None:
+    """Copied into conf.d/, contrib's services.conf replaced Icinga's own."""
+    stock = {path.name for path in STOCK.rglob("*")}
+    assert "services.conf" in stock and "hosts.conf" in stock  # the stock tree is there
+    assert not {path.name for path in CONTRIB.iterdir()} & stock
+
+
+def stock_tree(workdir: Path) -> Path:
+    """A copy of Debian's /etc/icinga2 as the package installed it."""
+    tree = workdir / "etc-icinga2"
+    shutil.copytree(STOCK, tree, symlinks=True)
+    return tree
+
+
+def objects(workdir: Path, kind: str) -> Dict[str, Dict[str, str]]:
+    """The objects of a kind that the last `daemon -C` on ``workdir``
+    compiled (icinga2 object list): name -> top-level attribute -> value."""
+    done = subprocess.run(
+        [icinga2(), "object", "list", "--type", kind, *defines(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    found: Dict[str, Dict[str, str]] = {}
+    for block in re.split(r"^Object '", done.stdout, flags=re.M)[1:]:
+        name = block.split("' of type ", 1)[0]
+        found[name] = dict(re.findall(r"^  \* (\w+) = (.*)$", block, re.M))
+    return found
+
+
+def test_discover_output_loads_into_the_stock_tree(setup: tuple, tmp_path: Path) -> None:
+    """An operator drops discover's output (no options) and contrib's files
+    into a stock conf.d/ and validates with the stock icinga2.conf: the
+    discovered services land on the stock host (NodeName), the stock ones
+    are all still there, and the agent example's services run on its agent."""
+    _, pool, _ = setup
+    tree = stock_tree(tmp_path)
+    validate(tree / "icinga2.conf", tmp_path)
+    stock_services = set(objects(tmp_path, "Service"))
+    node = next(name.split("!")[0] for name in stock_services if name.endswith("!load"))
+    for contrib in CONTRIB.iterdir():
+        if not (
+            PACKAGED / contrib.name
+        ).exists():  # the package's CheckCommand comes by include <plugins-contrib>
+            shutil.copyfile(contrib, tree / "conf.d" / contrib.name)
+    done = subprocess.run(
+        [CHECK, "discover", "--config", str(pool.workdir / "php-fpm.conf"), "--format", "icinga2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "host_name = NodeName" in done.stdout, done
+    (tree / "conf.d" / "php-fpm.conf").write_text(done.stdout)
+    validate(tree / "icinga2.conf", tmp_path)
+    services = objects(tmp_path, "Service")
+    assert stock_services < set(services)
+    discovered = {
+        f"{node}!PHP-FPM {name} {mode}" for name in ("www", "www6", "www-unix") for mode in ("ping", "status")
+    }
+    assert discovered <= set(services)
+    unix_ping = services[f"{node}!PHP-FPM www-unix ping"]
+    assert unix_ping["check_command"] == '"fastcgi"' and unix_ping["command_endpoint"] == '""'
+    # contrib's agent example: its services run on the agent, in the master's zone.
+    agent = "web1.example.com"
+    for name in ("php-fpm-ping", "php-fpm-status"):
+        assert services[f"{agent}!{name}"]["command_endpoint"] == f'"{agent}"'
+        assert services[f"{agent}!{name}"]["zone"] == f'"{node}"'

@@ -9,7 +9,7 @@ import pwd
 import re
 import subprocess
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Sequence
 
 import pytest
 
@@ -33,9 +33,11 @@ define host {
 """
 
 
-def nagios_cfg(workdir: Path, services: Path) -> Path:
+def nagios_cfg(workdir: Path, services: Path, address: str = "127.0.0.1", extra: Sequence[Path] = ()) -> Path:
+    """A nagios.cfg of Debian's object templates, contrib's commands,
+    ``services``, the ``extra`` files and the host web1 at ``address``."""
     (workdir / "checkresults").mkdir(exist_ok=True)
-    (workdir / "host.cfg").write_text(HOST)
+    (workdir / "host.cfg").write_text(HOST.replace("127.0.0.1", address))
     (workdir / "resource.cfg").write_text(f"$USER1$={BIN}\n")
     settings = {
         "log_file": workdir / "nagios.log",
@@ -63,7 +65,7 @@ def nagios_cfg(workdir: Path, services: Path) -> Path:
     files = [
         DEBIAN_OBJECTS / name for name in ("commands.cfg", "contacts.cfg", "timeperiods.cfg", "templates.cfg")
     ]
-    files += [CONTRIB / "fastcgi-commands.cfg", services, workdir / "host.cfg"]
+    files += [CONTRIB / "fastcgi-commands.cfg", *extra, services, workdir / "host.cfg"]
     lines = [f"cfg_file={path}" for path in files] + [f"{key}={value}" for key, value in settings.items()]
     cfg = workdir / "nagios.cfg"
     cfg.write_text("\n".join(lines) + "\n")

@@ -1,14 +1,18 @@
 """What discover prints: a table for a person, Zabbix low-level discovery,
-and definitions for Icinga 2, Nagios and monit that use contrib/'s
-CheckCommand and commands. Problems come along in each format's own way:
-after the table, under "problems" in the JSON, as comments in the configs.
+definitions for Icinga 2, Nagios and monit that use contrib/'s
+CheckCommand and commands, and NRPE commands (with the Nagios services that
+call them through check_nrpe). Problems come along in each format's own
+way: after the table, under "problems" in the JSON, as comments in the
+configs.
 
-Every value reaches an engine escaped for that engine (``$`` in Icinga 2's
-and Nagios' macros, quotes and backslashes in their strings), and object
-names are cleaned to what the engine accepts, then made unique. A pool
-that a format cannot carry safely (a ``;`` for Nagios, a ``"`` for monit,
-any of the agent's unsafe characters for Zabbix's keys) is left out of that
-format with a comment: one pool never invalidates the whole file.
+Every value reaches an engine escaped for that engine (``$`` in Icinga 2's,
+Nagios' and NRPE's macros, quotes and backslashes in their strings, shell
+quoting where NRPE hands the line to /bin/sh), and object names are cleaned
+to what the engine accepts, then made unique. A pool that a format cannot
+carry safely (a ``;`` for Nagios, a ``"`` for monit, any of the agent's
+unsafe characters for Zabbix's keys, a line longer than NRPE reads) is left
+out of that format with a comment: one pool never invalidates the whole
+file.
 """
 
 from __future__ import annotations
@@ -130,20 +134,47 @@ def _icinga_string(text: str) -> str:
     and backslashes escaped, and ``$`` doubled, since Icinga 2 resolves
     $macros$ in values when it runs a command (a pool's path could
     otherwise pull $host.vars.secret$ into a command line)."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$")
+    return _icinga_name(text.replace("$", "$$"))
+
+
+def _icinga_name(text: str) -> str:
+    """An Icinga 2 string literal for an object's name (host_name,
+    command_endpoint): names are never resolved as macros, so a ``$``
+    stays one."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
 
 
 def icinga2(
-    pools: Sequence[Pool], problems: Sequence[Problem], *, host: Optional[str] = None, **_: str
+    pools: Sequence[Pool],
+    problems: Sequence[Problem],
+    *,
+    host: Optional[str] = None,
+    agent: Optional[str] = None,
+    **_: str,
 ) -> str:
+    """Service objects of the host ``host``, by default NodeName, what a
+    stock Icinga 2 calls its own host (conf.d/hosts.conf). With ``agent``,
+    the checks run on that Icinga 2 agent (its endpoint's name; the host is
+    then by default the agent's namesake, Icinga's convention): FPM's socket
+    and 127.0.0.1:9000 exist only on the web host. A checkable with a
+    command endpoint needs a zone: in zones.d/ZONE/ it has that one, in
+    conf.d/ none, and then takes the master's own (ZoneName)."""
     lines = [f"// {problem}" for problem in problems]
-    # NodeName: what a stock Icinga 2 calls its own host (conf.d/hosts.conf).
-    host_name = _icinga_string(host) if host else "NodeName"
+    if agent:
+        lines.append(
+            "// These checks run on the host's Icinga 2 agent (command_endpoint), in the zone of this"
+            " file's zones.d/ directory, else in the local one (ZoneName)."
+        )
+        host = host or agent
+    host_name = _icinga_name(host) if host else "NodeName"
     for pool, mode, name in _services(pools, lambda text: _ICINGA_NAME.sub("_", text), " "):
         lines.append(f"object Service {_icinga_string(name)} {{")
         lines.append(f"\thost_name = {host_name}")
         lines.append('\tcheck_command = "fastcgi"')
+        if agent:
+            lines.append(f"\tcommand_endpoint = {_icinga_name(agent)}")
+            lines.append("\tif (!zone) { zone = ZoneName }")
         lines.append(f"\tvars.fastcgi_mode = {_icinga_string(mode)}")
         lines += [f"\t{line}" for line in _icinga_vars(pool.check_args(mode))]
         lines.append("}")
@@ -173,8 +204,18 @@ _NAGIOS_ILLEGAL = re.compile(r"[`~!$%^&*|'\"<>?,()=;\\]")
 
 
 def nagios(
-    pools: Sequence[Pool], problems: Sequence[Problem], *, host: Optional[str] = None, **_: str
+    pools: Sequence[Pool],
+    problems: Sequence[Problem],
+    *,
+    host: Optional[str] = None,
+    nrpe: bool = False,
+    plugin: str = PLUGIN,
+    **_: str,
 ) -> str:
+    """Services of the host ``host`` (by default localhost, what a stock
+    Nagios calls its own) using contrib/nagios' commands; with ``nrpe``,
+    services that ask the host's NRPE for the commands that ``nrpe()``
+    writes, through Debian's ``check_nrpe`` command (nagios-nrpe-plugin)."""
     lines = [f"# {problem}" for problem in problems]
     commands = {
         "ping": "check_fastcgi_ping",
@@ -182,17 +223,28 @@ def nagios(
         "handshake": "check_fastcgi_handshake",
     }
     host_name = _NAGIOS_ILLEGAL.sub("_", host or "localhost")
-    for pool, mode, name in _services(pools, lambda text: _NAGIOS_ILLEGAL.sub("_", text), "_"):
+    services = _services(pools, lambda text: _NAGIOS_ILLEGAL.sub("_", text), "_")
+    # The same checks in the same order: the NRPE commands' names match.
+    nrpe_commands = [(name, line) for _pool, _mode, name, line in _nrpe_commands(pools, plugin)]
+    for (pool, mode, name), (nrpe_name, nrpe_line) in zip(services, nrpe_commands):
         args = pool.check_args(mode)
-        if any(";" in arg or "\\" in arg for arg in args):
+        if nrpe:
+            if not nrpe_line:  # nrpe() left the command out
+                lines.append(f"# {name}: {_NRPE_TOO_LONG}")
+                continue
+            # The NRPE command's name is all the Nagios side sends: it is
+            # cleaned to letters, digits and _.- and holds no ! nor $.
+            command = f"check_nrpe!{nrpe_name}"
+        elif any(";" in arg or "\\" in arg for arg in args):
             # ; starts a comment in Nagios' object files, and \ escapes in its arguments.
             lines.append(f"# {name}: left out, a value holds a ';' or a '\\'")
             continue
-        target_length = 2 if args[0] == "-s" else 4
-        target, rest = args[:target_length], args[target_length:]
-        command = f"{commands[mode]}!{_nagios_args(target)}"
-        if mode != "handshake":
-            command += f"!{_nagios_args(rest)}"
+        else:
+            target_length = 2 if args[0] == "-s" else 4
+            target, rest = args[:target_length], args[target_length:]
+            command = f"{commands[mode]}!{_nagios_args(target)}"
+            if mode != "handshake":
+                command += f"!{_nagios_args(rest)}"
         lines += [
             "define service {",
             "    use                     generic-service",
@@ -229,10 +281,55 @@ def monit(pools: Sequence[Pool], problems: Sequence[Problem], *, plugin: str = P
     return "\n".join(lines)
 
 
+#: What an NRPE command's name keeps: check_nrpe sends it, and NRPE refuses
+#: a request holding any of |`&><'\\[]{}; (its nasty_metachars), takes a !
+#: as the start of arguments, and reads "command[NAME]=" up to the first ] and =.
+_NRPE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+#: NRPE reads its configuration a line at a time into 2048 bytes (fgets),
+#: and a longer line is cut, its rest read as a line of its own; it also
+#: drops what would not fit its 2048-byte command buffer.
+_NRPE_LINE_BYTES = 2000
+_NRPE_TOO_LONG = f"left out, its NRPE command would be longer than the {_NRPE_LINE_BYTES} bytes NRPE reads"
+#: The plugin's own deadline in NRPE commands: under check_nrpe's 10 s.
+_NRPE_TIMEOUT = "8"
+
+
+def _nrpe_name(text: str) -> str:
+    return "check_fastcgi_" + _NRPE_NAME.sub("_", text[len("PHP-FPM ") :]).strip("_")
+
+
+def _nrpe_commands(pools: Sequence[Pool], plugin: str) -> List[Tuple[Pool, str, str, str]]:
+    """(pool, mode, the NRPE command's unique name, its whole line or ""
+    when it is too long) for every check. NRPE runs a command through /bin/sh
+    (popen), after replacing its own $ARGn$ macros, where $$ is a $: every
+    word is quoted for the shell, then each $ doubled for NRPE."""
+    checks = [(pool, mode) for pool in pools for mode in pool.monitored()]
+    names = unique((_nrpe_name(_service_name(pool, mode)) for pool, mode in checks), "_")
+    commands = []
+    for (pool, mode), name in zip(checks, names):
+        words = [plugin, mode, *pool.check_args(mode), "-t", _NRPE_TIMEOUT]
+        line = f"command[{name}]=" + " ".join(shlex.quote(word) for word in words).replace("$", "$$")
+        if len(line.encode()) > _NRPE_LINE_BYTES:
+            line = ""
+        commands.append((pool, mode, name, line))
+    return commands
+
+
+def nrpe(pools: Sequence[Pool], problems: Sequence[Problem], *, plugin: str = PLUGIN, **_: str) -> str:
+    """NRPE commands (an nrpe.d file), one per pool and mode: every argument
+    is in the command, so they take none from the network and NRPE's
+    dont_blame_nrpe=0 stays. ``nagios(nrpe=True)`` writes the services."""
+    lines = [f"# {problem}" for problem in problems]
+    for _pool, _mode, name, line in _nrpe_commands(pools, plugin):
+        lines.append(line or f"# {name}: {_NRPE_TOO_LONG}")
+    return "\n".join(lines) + "\n"
+
+
 FORMATS: Dict[str, Callable[..., str]] = {
     "table": table,
     "json": zabbix,
     "icinga2": icinga2,
     "nagios": nagios,
     "monit": monit,
+    "nrpe": nrpe,
 }

@@ -44,7 +44,9 @@ def parser() -> argparse.ArgumentParser:
         epilog=(
             "Formats: table (default); json, Zabbix low-level discovery ({#POOL}, {#LISTEN}, {#HOST},\n"
             "{#PORT}, {#SOCKET}, {#TRANSPORT}, {#STATUS_PATH}, {#PING_PATH}, {#MAX_CHILDREN}, ...);\n"
-            "icinga2, nagios and monit: service definitions using contrib/'s commands."
+            "icinga2, nagios and monit: service definitions using contrib/'s commands; nrpe: NRPE\n"
+            "commands (an nrpe.d file) that take no arguments, for a Nagios that runs them through\n"
+            "check_nrpe (nagios --nrpe writes its services)."
         ),
     )
     parser.add_argument(
@@ -65,13 +67,38 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=sorted(FORMATS), default="table")
     parser.add_argument(
         "--host-name",
-        help="host_name in icinga2 output (default NodeName, a stock Icinga 2's own host) and nagios output "
-        "(default localhost)",
+        type=_name,
+        help="host_name in icinga2 output (default NodeName, a stock Icinga 2's own host, or the --agent) "
+        "and nagios output (default localhost)",
     )
     parser.add_argument(
-        "--plugin", default=PLUGIN, help=f"the plugin's path in monit output (default {PLUGIN})"
+        "--agent",
+        type=_name,
+        metavar="ENDPOINT",
+        help="icinga2 output: the checks run on the Icinga 2 agent ENDPOINT (command_endpoint), where FPM "
+        "listens; the host is by default the agent's namesake",
+    )
+    parser.add_argument(
+        "--nrpe",
+        action="store_true",
+        help="nagios output: services that run the nrpe output's commands through check_nrpe",
+    )
+    parser.add_argument(
+        "--plugin", default=PLUGIN, help=f"the plugin's path in monit and nrpe output (default {PLUGIN})"
     )
     return parser
+
+
+#: Which format each option is for.
+_FORMAT_OF = {"agent": "icinga2", "nrpe": "nagios"}
+
+
+def _name(value: str) -> str:
+    """A host or endpoint name goes into engine configurations on a line of
+    its own: no control characters."""
+    if not value or not value.isprintable():
+        raise argparse.ArgumentTypeError("a name without control characters")
+    return value
 
 
 class Discovery(Value):
@@ -137,7 +164,11 @@ def main(argv: Sequence[str]) -> NoReturn:
 def _main(argv: Sequence[str]) -> None:
     from ..runner import early_signal  # noqa: PLC0415
 
-    args = parser().parse_args(list(argv))
+    command_line = parser()
+    args = command_line.parse_args(list(argv))
+    for option, output_format in _FORMAT_OF.items():
+        if getattr(args, option) and args.format != output_format:
+            command_line.error(f"--{option} is for --format {output_format}")
     found = discover(args.config, args.from_running, args.root, stop=lambda: early_signal() is not None)
     for line in found.skipped:
         sys.stderr.write(f"check_fastcgi discover: {line}\n")
@@ -155,4 +186,8 @@ def _main(argv: Sequence[str]) -> None:
         for problem in problems[1:]:
             sys.stdout.write(f"problem: {problem}\n")
         sys.exit(3)
-    sys.stdout.write(FORMATS[args.format](pools, problems, host=args.host_name, plugin=args.plugin))
+    sys.stdout.write(
+        FORMATS[args.format](
+            pools, problems, host=args.host_name, plugin=args.plugin, agent=args.agent, nrpe=args.nrpe
+        )
+    )
