@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # tools/system-packages holds, per target, the Debian packages it needs and
 # why, says so before installing, and leaves their own services disabled.
 
-.PHONY: all demo test test-on-fpm-host test-icinga2-agent lint format system-packages venv clean bench fuzz zipapp
+.PHONY: all demo test test-on-fpm-host test-icinga2-agent deb deb-proof dist test-debian-python lint format system-packages venv clean bench fuzz zipapp
 
 all: test
 
@@ -33,7 +33,9 @@ demo: venv
 	$(BIN)/python -m tests.demo
 
 # The scripts in tools/ have no .py suffix: they are named one by one.
-TOOLS := tools/bench tools/build-zipapp tools/system-packages tools/with-stock-fpm
+TOOLS := tools/bench tools/build-deb tools/build-dist tools/build-zipapp tools/deb-proof \
+	tools/system-packages tools/test-on-debian-python tools/with-stock-fpm \
+	debian/make-manpage debian/bin/check_fastcgi
 
 lint: venv
 	$(BIN)/ruff check fcgi_wire plugins tests $(TOOLS)
@@ -67,6 +69,27 @@ fuzz: venv
 # Not part of `make test` (about 25 s on two cores); .ci/run runs it.
 test-icinga2-agent: system-packages venv
 	CHECK_FASTCGI_ICINGA2_AGENT=1 $(BIN)/python -m pytest tests/test_icinga2_agent.py
+
+# dist/check-fastcgi_*_all.deb: dpkg-buildpackage -us -uc -b in a copy of the
+# tree (missing build dependencies come from Debian), then lintian (errors fail).
+deb:
+	tools/build-deb
+
+# The .deb on a fresh Debian 12 chroot (as root; debootstrap's root is cached
+# in /var/cache/check-fastcgi-debootstrap): every mode, serve, the unit, and
+# the CheckCommand through Icinga 2's stock ITL include.
+deb-proof: venv
+	$(BIN)/python tools/deb-proof
+
+# sdist and wheel into dist/: twine check --strict, the sdist built offline,
+# the wheel with [serve] in a fresh venv.
+dist:
+	tools/build-dist
+
+# Every mode, serve and discover on Debian's python3 with Debian's own
+# python3-nagiosplugin (1.3.2) and python3-prometheus-client.
+test-debian-python:
+	tools/test-on-debian-python
 
 # One file to copy into a plugin directory: dist/check_fastcgi.pyz.
 zipapp: venv

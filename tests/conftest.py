@@ -21,8 +21,11 @@ BIN = Path(sys.executable).parent
 #: Proofs that need a whole engine stack of their own: each has a make
 #: target that sets its variable (and .ci/run calls it); a plain run does
 #: not collect them, rather than listing them as skipped.
-PROOFS = {"test_icinga2_agent.py": "CHECK_FASTCGI_ICINGA2_AGENT"}
-collect_ignore = [module for module, variable in PROOFS.items() if os.environ.get(variable) != "1"]
+PROOFS = {
+    "test_icinga2_agent.py": "CHECK_FASTCGI_ICINGA2_AGENT",
+    "test_deb.py": "CHECK_FASTCGI_DEB",  # the .deb to install
+}
+collect_ignore = [module for module, variable in PROOFS.items() if not os.environ.get(variable)]
 CHECK = str(BIN / "check_fastcgi")
 
 
