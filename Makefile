@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # tools/system-packages holds, per target, the Debian packages it needs and
 # why, says so before installing, and leaves their own services disabled.
 
-.PHONY: all demo test test-on-fpm-host test-icinga2-agent deb deb-proof dist test-debian-python lint format system-packages venv clean bench fuzz zipapp
+.PHONY: all demo test test-on-fpm-host test-icinga2-agent zabbix-proof deb deb-proof dist test-debian-python lint format system-packages venv clean bench fuzz zipapp
 
 all: test
 
@@ -34,7 +34,7 @@ demo: venv
 
 # The scripts in tools/ have no .py suffix: they are named one by one.
 TOOLS := tools/bench tools/build-deb tools/build-dist tools/build-zipapp tools/deb-proof \
-	tools/system-packages tools/test-on-debian-python tools/with-stock-fpm \
+	tools/system-packages tools/test-on-debian-python tools/with-stock-fpm tools/zabbix-proof \
 	debian/make-manpage debian/bin/check_fastcgi
 
 lint: venv
@@ -69,6 +69,13 @@ fuzz: venv
 # Not part of `make test` (about 25 s on two cores); .ci/run runs it.
 test-icinga2-agent: system-packages venv
 	CHECK_FASTCGI_ICINGA2_AGENT=1 $(BIN)/python -m pytest tests/test_icinga2_agent.py
+
+# contrib/zabbix in a real Zabbix 6.0 (server, frontend, PostgreSQL, agent
+# from Debian's packages, on loopback): import through the API, LLD, values
+# per pool, the down trigger. As root, a few minutes; .ci/run runs it.
+zabbix-proof: venv
+	tools/system-packages zabbix-proof
+	$(BIN)/python tools/zabbix-proof
 
 # dist/check-fastcgi_*_all.deb: dpkg-buildpackage -us -uc -b in a copy of the
 # tree (missing build dependencies come from Debian), then lintian (errors fail).

@@ -24,6 +24,7 @@ BIN = Path(sys.executable).parent
 PROOFS = {
     "test_icinga2_agent.py": "CHECK_FASTCGI_ICINGA2_AGENT",
     "test_deb.py": "CHECK_FASTCGI_DEB",  # the .deb to install
+    "test_zabbix_server.py": "CHECK_FASTCGI_ZABBIX_SERVER",
 }
 collect_ignore = [module for module, variable in PROOFS.items() if not os.environ.get(variable)]
 CHECK = str(BIN / "check_fastcgi")
