@@ -276,6 +276,14 @@ def main(argv: Sequence[str], environ: Optional[Dict[str, str]] = None) -> NoRet
     try:
         import prometheus_client  # noqa: F401, PLC0415
     except ModuleNotFoundError:
+        # The fix that fits how this copy was installed: a zipapp carries its
+        # own (tools/build-zipapp), Debian's package uses Debian's.
+        import zipimport  # noqa: PLC0415
+
+        if isinstance(globals().get("__loader__"), zipimport.zipimporter):
+            fail("needs prometheus_client, which this zipapp lacks: build a new one with make zipapp")
+        if __file__.startswith("/usr/share/check-fastcgi/"):
+            fail("needs prometheus_client: apt install python3-prometheus-client")
         fail("needs prometheus_client: pip install 'check_fastcgi[serve]'")
     args = parser().parse_args(list(argv))
     try:
