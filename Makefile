@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # tools/system-packages holds, per target, the Debian packages it needs and
 # why, says so before installing, and leaves their own services disabled.
 
-.PHONY: all demo test test-on-fpm-host test-icinga2-agent zabbix-proof deb deb-proof dist test-debian-python lint format system-packages venv clean bench fuzz zipapp
+.PHONY: all demo bench-serve test test-on-fpm-host test-icinga2-agent zabbix-proof deb deb-proof dist test-debian-python lint format system-packages venv clean bench fuzz zipapp
 
 all: test
 
@@ -33,7 +33,7 @@ demo: venv
 	$(BIN)/python -m tests.demo
 
 # The scripts in tools/ have no .py suffix: they are named one by one.
-TOOLS := tools/bench tools/build-deb tools/build-dist tools/build-zipapp tools/deb-proof \
+TOOLS := tools/bench tools/bench-serve tools/build-deb tools/build-dist tools/build-zipapp tools/deb-proof \
 	tools/system-packages tools/test-on-debian-python tools/with-stock-fpm tools/zabbix-proof \
 	debian/make-manpage debian/bin/check_fastcgi
 
@@ -107,3 +107,9 @@ zipapp: venv
 bench: venv
 	tools/system-packages bench
 	$(BIN)/python tools/bench
+
+# /metrics of 200 ondemand pools (10 hung) next to 16 parallel cgi-fcgi,
+# serve's RSS, and /ping under wrk (not part of `make test`).
+bench-serve: venv
+	tools/system-packages bench
+	$(BIN)/python tools/bench-serve

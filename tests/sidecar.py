@@ -1,10 +1,14 @@
 """A running ``check_fastcgi serve`` for the tests: started as a process on a
-free loopback port, ready when /health answers, stopped with SIGTERM."""
+free loopback port, ready when /health answers, stopped with SIGTERM. With
+``tls`` (a client SSLContext) it speaks HTTPS, with ``auth`` (user,
+password) it sends basic auth with every request."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import signal
+import ssl
 import subprocess
 from typing import Dict, List, Optional, Tuple
 
@@ -13,8 +17,17 @@ from tests.fpm import free_port, wait_until
 
 
 class Sidecar:
-    def __init__(self, *args: str, env: Optional[Dict[str, str]] = None, port: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: Optional[Dict[str, str]] = None,
+        port: Optional[int] = None,
+        tls: Optional[ssl.SSLContext] = None,
+        auth: Optional[Tuple[str, str]] = None,
+    ) -> None:
         self.port = port or free_port()
+        self.tls = tls
+        self.auth = auth
         listen = [] if env and "SERVER" in env else ["--listen", f"127.0.0.1:{self.port}"]
         self.command = [CHECK, "serve", *listen, *args]
         self.env = {
@@ -49,13 +62,22 @@ class Sidecar:
     def get(
         self, path: str, headers: Optional[Dict[str, str]] = None, method: str = "GET", timeout: float = 15
     ) -> Tuple[int, str, Dict[str, str]]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        connection = self.connection(timeout)
+        headers = dict(headers or {})
+        if self.auth is not None and "Authorization" not in headers:
+            token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
         try:
-            connection.request(method, path, headers=headers or {})
+            connection.request(method, path, headers=headers)
             response = connection.getresponse()
             return response.status, response.read().decode(), {k.lower(): v for k, v in response.getheaders()}
         finally:
             connection.close()
+
+    def connection(self, timeout: float = 15) -> http.client.HTTPConnection:
+        if self.tls is not None:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.tls)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def stop(self, timeout: float = 15) -> int:
         assert self.process is not None

@@ -1,10 +1,13 @@
 """/metrics as Prometheus sees it: promtool checks the exposition, and a
 real Prometheus (Debian's) scrapes the sidecar; the figures are read back
-through its HTTP API."""
+through its HTTP API. The alerting rules of contrib/prometheus pass
+promtool's checks and their own unit tests, and name only metrics that the
+sidecar exports."""
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import urllib.parse
@@ -49,7 +52,11 @@ def test_promtool_accepts_the_exposition(sidecar: Sidecar) -> None:
     # hipages' bare counter names, for existing dashboards:
     assert any(line.startswith('phpfpm_accepted_connections{pool="prom",target="tcp"}') for line in lines)
     assert any(line.startswith("phpfpm_process_requests_total{") for line in lines)
-    assert any(line.startswith('phpfpm_process_state{pid="') and 'state="Idle"' in line for line in lines)
+    assert any(
+        line.startswith('phpfpm_process_state{pool="prom",slot="') and 'state="Idle"' in line
+        for line in lines
+    )
+    assert "pid=" not in body  # a label per pid grows with every recycled worker
     # start_since is seconds (small), accepted connections a count: not swapped as in hipages
     values = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if not line.startswith("#")
@@ -101,3 +108,34 @@ def test_a_real_prometheus_scrapes_the_sidecar(sidecar: Sidecar, pool: FpmPool, 
         server.send_signal(signal.SIGTERM)
         server.wait(30)
         log.close()
+
+
+RULES = Path(__file__).resolve().parent.parent / "contrib" / "prometheus"
+
+
+def test_the_alerting_rules_pass_promtool() -> None:
+    checked = subprocess.run(
+        ["promtool", "check", "rules", str(RULES / "phpfpm-alerts.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0 and "SUCCESS: 5 rules found" in checked.stdout, checked
+    tested = subprocess.run(
+        ["promtool", "test", "rules", "phpfpm-alerts.test.yml"],
+        cwd=RULES,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
+    alerts = re.findall(r"^\s+- alert: (\w+)$", (RULES / "phpfpm-alerts.yml").read_text(), re.MULTILINE)
+    tests = set(re.findall(r"alertname: (\w+)", (RULES / "phpfpm-alerts.test.yml").read_text()))
+    assert len(alerts) == 5 and set(alerts) == tests, (alerts, tests)  # each alert has its unit tests
+
+
+def test_the_alerting_rules_name_exported_metrics(sidecar: Sidecar) -> None:
+    names = set(re.findall(r"\bphpfpm_\w+", (RULES / "phpfpm-alerts.yml").read_text()))
+    status, body, _ = sidecar.get("/metrics")  # --full: the per-process families too
+    exported = {line.split("{")[0] for line in body.splitlines() if line.startswith("phpfpm_")}
+    assert status == 200 and len(names) == 5 and names <= exported, names - exported

@@ -333,8 +333,12 @@ def test_per_process_series_are_capped(tmp_path: Path) -> None:
         status, body, _ = sidecar.get("/metrics", timeout=60)
     assert status == 200
     lines = body.splitlines()
-    pids = set(re.findall(r'^phpfpm_process_\w+\{pid="(\d+)"', body, re.MULTILINE))
-    assert len(pids) == MAX_PROCESSES == 1000, len(pids)
+    slots = set(re.findall(r'^phpfpm_process_\w+\{pool="huge",slot="(\d+)"', body, re.MULTILINE))
+    assert slots == {str(n) for n in range(MAX_PROCESSES)} and MAX_PROCESSES == 1000, len(slots)
+    pids = set(
+        re.findall(r'^phpfpm_process_pid\{pool="huge",slot="\d+",target="huge"\} (\S+)$', body, re.MULTILINE)
+    )
+    assert pids == {f"{100000 + n}.0" for n in range(MAX_PROCESSES)}, len(pids)  # the first 1000, as values
     assert 'phpfpm_processes_not_exported{pool="huge",target="huge"} 49000.0' in lines
     assert 'phpfpm_total_processes{pool="huge",target="huge"} 50000.0' in lines
     assert len(body) < 2_000_000, len(body)

@@ -1,5 +1,7 @@
 """Per-second rates of FPM's counters between two runs of the same check,
-kept in a small JSON state file (see statefile for how it is kept safe).
+kept in a small JSON state file (see statefile for how it is kept safe);
+or, for a long-running process (``check_fastcgi serve``), in its own memory
+(MemoryRates), never in the state files of the one-shot checks.
 
 What the file holds is never trusted: a sample that is not exactly what we
 write (whole numbers in range, a finite time that is not in the future) is
@@ -162,3 +164,40 @@ def rates(
     except OSError as exc:
         return {}, f"no rates: state file {state_file}: {(exc.strerror or str(exc)).lower()}"
     return found, why_not
+
+
+class MemoryRates:
+    """The previous sample of one target, kept in this process's memory:
+    what ``check_fastcgi serve`` passes to its status checks (through
+    StatusOptions.rate_store) instead of a state file, so that its probes
+    and the one-shot checks of the same pool never take each other's
+    samples for their own. The same rules as the state file: no rate on the
+    first sample, after a restart, or between samples under MIN_INTERVAL
+    apart. One sample at a time (the latest key's), so a target whose page
+    names ever new pools cannot make it grow; safe to use from threads.
+    """
+
+    def __init__(self) -> None:
+        import threading  # noqa: PLC0415 - only a long-running process builds one
+
+        self._lock = threading.Lock()
+        self._key: Optional[str] = None
+        self._sample: Optional[Dict[str, Any]] = None
+
+    def rates(
+        self, key: str, start_time: int, counters: Dict[str, int], fetched_at: float
+    ) -> Tuple[Dict[str, float], Optional[str]]:
+        """The rates since the previous sample of ``key`` (the status path
+        and pool), and why there are none when so; the sample is kept as
+        the next reference when the state file would keep it."""
+        sample = {"start_time": start_time, "time": fetched_at, "counters": dict(counters)}
+        with self._lock:
+            previous = self._sample if self._key == key else None
+            if previous is not None and set(previous["counters"]) != set(counters):
+                previous = None  # a page that lost or gained a counter: start again
+            store, found, why_not = _compare(previous, sample, time.time())
+            if store:
+                self._key, self._sample = key, sample
+        if why_not == "no rates yet: first run":
+            why_not = "no rates yet: the first sample of this process"
+        return found, why_not

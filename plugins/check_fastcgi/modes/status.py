@@ -25,6 +25,7 @@ from .common import FastCGISummary, fastcgi_check
 if TYPE_CHECKING:
     from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
+    from ..fpm.rates import MemoryRates
     from ..target import Target
 
 DEFAULT_PATH = "/status"
@@ -83,6 +84,10 @@ class StatusOptions(Value):
     state_file: Optional[str] = None
     warning: Mapping[str, nagiosplugin.Range] = {}
     critical: Mapping[str, nagiosplugin.Range] = {}
+    #: Where rates keep the previous sample instead of the state file: a
+    #: long-running process's own (check_fastcgi serve passes one per
+    #: target). None, as on the command line: the state file.
+    rate_store: Optional[MemoryRates] = None
 
     @property
     def query(self) -> str:
@@ -177,13 +182,28 @@ class StatusPageProbe(nagiosplugin.Resource):
 
     def _rates(self, status: PoolStatus) -> Iterator[nagiosplugin.Metric]:
         options = self.options
+        counters = {name: status.figures[name] for name in COUNTERS if name in status.figures}
+        if options.rate_store is not None:
+            found, why_not = options.rate_store.rates(
+                f"{options.path}\0{status.pool}", status.start_time, counters, self.fetched_at
+            )
+        else:
+            found, why_not = self._file_rates(status, counters)
+        if why_not:
+            self.notes.append(why_not)
+        for name, value in found.items():
+            yield nagiosplugin.Metric(name, round(value, 4), min=0, context=name)
+
+    def _file_rates(
+        self, status: PoolStatus, counters: Dict[str, int]
+    ) -> Tuple[Dict[str, float], Optional[str]]:
+        options = self.options
         # Our own default directory: whatever lies in it is ours to replace.
         private_dir = not options.state_file
         path = options.state_file or os.path.join(
             default_state_dir(), state_file_name(str(self.target), options.path, status.pool)
         )
-        counters = {name: status.figures[name] for name in COUNTERS if name in status.figures}
-        found, why_not = rates(
+        return rates(
             path,
             status.start_time,
             counters,
@@ -191,10 +211,6 @@ class StatusPageProbe(nagiosplugin.Resource):
             deadline=self.target.limits.deadline,
             private_dir=private_dir,
         )
-        if why_not:
-            self.notes.append(why_not)
-        for name, value in found.items():
-            yield nagiosplugin.Metric(name, round(value, 4), min=0, context=name)
 
 
 def _problem(state: nagiosplugin.state.ServiceState, text: str) -> nagiosplugin.Metric:

@@ -11,7 +11,10 @@ timer, no exit after printing, no module state shared with the plugin).
   target and mode, a bound on exchanges per target, an optional cache, and
   the last outcome of each for /health;
 - ``exporter``: a prometheus_client collector under hipages/php-fpm_exporter's
-  metric names;
+  metric names, built per scrape around its deadline, fanning out over a
+  small thread pool of the server's;
+- ``web``: ``--web.config.file``, TLS and basic auth in the Prometheus
+  exporter-toolkit's format;
 - ``http``: the HTTP server and its routes;
 - ``main``: the command line, signals, draining.
 """

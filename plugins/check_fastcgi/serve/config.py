@@ -50,6 +50,14 @@ class ServeConfig(Value):
     max_inflight: int = 2
     #: HTTP connections served at once; more are answered 503 and closed.
     max_connections: int = 64
+    #: Exchanges of /metrics scrapes under way at once, all scrapes
+    #: together: the FPM workers a scrape can hold host-wide.
+    scrape_concurrency: int = 8
+    #: A scrape's time when Prometheus does not say
+    #: (X-Prometheus-Scrape-Timeout-Seconds), its own default.
+    scrape_timeout: float = 10.0
+    #: --web.config.file: TLS and basic auth (the exporter-toolkit's format).
+    web_config_file: Optional[str] = None
 
     def target(self, name: str) -> Optional[TargetConfig]:
         return next((target for target in self.targets if target.name == name), None)

@@ -14,7 +14,7 @@ import re
 import signal
 import sys
 import threading
-from typing import Callable, Dict, List, NoReturn, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, NoReturn, Optional, Sequence
 
 from .. import __version__
 from ..target import UsageError, parse_address
@@ -31,6 +31,9 @@ from .config import (
     target_config,
     targets_from_toml,
 )
+
+if TYPE_CHECKING:
+    from .web import WebConfigSource
 
 USAGE_EXIT = 2
 
@@ -53,6 +56,8 @@ BOUNDS = {
     "cache_ttl": (0.0, 3600.0, False),
     "max_inflight": (1, 10000, True),
     "max_connections": (1, 10000, True),
+    "scrape_timeout": (0.01, 3600.0, False),
+    "scrape_concurrency": (1, 256, True),
 }
 #: What a --config file may set besides its [targets.NAME] tables.
 TOP_LEVEL = ("listen", *BOUNDS, "targets")
@@ -112,6 +117,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="HTTP connections served at once (default 64)",
     )
+    listen.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="TLS and basic auth for every endpoint, in the Prometheus exporter-toolkit's format (YAML)",
+    )
     targets = parser.add_argument_group("targets")
     targets.add_argument("-H", "--host", help="one target: host, IP or socket path")
     targets.add_argument("-p", "--port", help="one target: TCP port (default 9000)")
@@ -133,6 +144,11 @@ def parser() -> argparse.ArgumentParser:
     )
     checks.add_argument("-e", "--expect", metavar="STRING", help="ping's body must contain it")
     checks.add_argument("--status-path", metavar="PATH", help="pm.status_path (default /status)")
+    checks.add_argument(
+        "--pool",
+        metavar="NAME",
+        help="the pool's name: labels its series up or down; /status is CRITICAL when the page names another",
+    )
     checks.add_argument("--full", action="store_true", help="per-process metrics and longest_request")
     checks.add_argument("-w", "--warning", action="append", default=[], metavar="METRIC=RANGE")
     checks.add_argument("-c", "--critical", action="append", default=[], metavar="METRIC=RANGE")
@@ -154,6 +170,20 @@ def parser() -> argparse.ArgumentParser:
         type=_limit("max_inflight", "--max-inflight"),
         metavar="N",
         help="FastCGI exchanges per target at once (default 2)",
+    )
+    scrapes = parser.add_argument_group("/metrics")
+    scrapes.add_argument(
+        "--scrape-timeout",
+        type=_limit("scrape_timeout", "--scrape-timeout"),
+        metavar="SECONDS",
+        help="a scrape's time when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds (default 10);"
+        " a scrape ends a tenth of it (0.5 s at most) earlier",
+    )
+    scrapes.add_argument(
+        "--scrape-concurrency",
+        type=_limit("scrape_concurrency", "--scrape-concurrency"),
+        metavar="N",
+        help="status pages fetched at once by all scrapes together (default 8)",
     )
     parser.add_argument("-V", "--version", action="version", version=f"check_fastcgi {__version__}")
     return parser
@@ -181,6 +211,7 @@ def build_config(
         "script_filename": args.script_filename,
         "expect": args.expect,
         "status_path": args.status_path,
+        "pool": args.pool,
         "full": args.full,
         # Parsed here, once: a bad range is named by its option.
         "warning": ranges(_pairs(args.warning, "-w"), "-w"),
@@ -220,6 +251,9 @@ def build_config(
         cache_ttl=float(pick(args.cache_ttl, "cache_ttl", 0.0) or 0.0),
         max_inflight=int(pick(args.max_inflight, "max_inflight", 2) or 2),
         max_connections=int(pick(args.max_connections, "max_connections", 64) or 64),
+        scrape_timeout=float(pick(args.scrape_timeout, "scrape_timeout", 10.0) or 10.0),
+        scrape_concurrency=int(pick(args.scrape_concurrency, "scrape_concurrency", 8) or 8),
+        web_config_file=args.web_config_file,
     )
 
 
@@ -249,6 +283,10 @@ def discovered_targets(
             own.setdefault("status_path", pool.status_path)
         if pool.max_children:
             own["max_children"] = int(pool.max_children)
+        # The pool's name labels its series from the first scrape, up or
+        # down, and /status says when the socket serves another pool (as
+        # the checks discover writes do, with --pool).
+        own.setdefault("pool", pool.name)
         try:
             targets.append(target_config(name, parse_address(pool.listen, None, None), own))
         except UsageError as exc:
@@ -294,21 +332,26 @@ def main(argv: Sequence[str], environ: Optional[Dict[str, str]] = None) -> NoRet
         fail(str(exc))
     if stopping.is_set():
         sys.exit(0)
-    serve(config, stopping)
+    web = None
+    if config.web_config_file:
+        from .web import WebConfigSource  # noqa: PLC0415
+
+        try:
+            web = WebConfigSource(config.web_config_file, log)
+        except UsageError as exc:
+            fail(str(exc))
+    serve(config, stopping, web)
 
 
-def serve(config: ServeConfig, stopping: threading.Event) -> NoReturn:
-    from prometheus_client.registry import CollectorRegistry  # noqa: PLC0415
-
-    from .exporter import FpmCollector  # noqa: PLC0415
+def serve(config: ServeConfig, stopping: threading.Event, web: Optional[WebConfigSource] = None) -> NoReturn:
+    from .exporter import Exporter  # noqa: PLC0415
     from .http import SidecarServer  # noqa: PLC0415
     from .probes import Prober  # noqa: PLC0415
 
     prober = Prober(config)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(FpmCollector(prober))
+    exporter = Exporter(prober)
     try:
-        server = SidecarServer(config.listen, prober, registry)
+        server = SidecarServer(config.listen, prober, exporter, web)
     except OSError as exc:
         fail(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {(exc.strerror or str(exc)).lower()}")
 
@@ -316,7 +359,10 @@ def serve(config: ServeConfig, stopping: threading.Event) -> NoReturn:
     host, port = str(server.server_address[0]), server.server_address[1]
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     names = ", ".join(f"{t.name}={t.address}" for t in config.targets)
-    log(6, f"check_fastcgi serve {__version__}: listening on {shown} for {names}")
+    how = web.describe() if web is not None else "http"
+    log(6, f"check_fastcgi serve {__version__}: listening on {shown} ({how}) for {names}")
+    if web is not None and web.clear_passwords():
+        log(4, "basic_auth_users without tls_server_config: passwords cross the network in clear text")
     loop = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     loop.start()
     while not stopping.wait(1.0):
@@ -324,4 +370,5 @@ def serve(config: ServeConfig, stopping: threading.Event) -> NoReturn:
     log(6, "stopping: finishing the probes in flight")
     server.drain()
     server.server_close()  # joins the request threads, each bounded by -t
+    exporter.close()  # and the scrapes' exchanges, bounded by their deadline
     sys.exit(0)

@@ -10,7 +10,10 @@ it, what a server needs and a one-shot process does not:
   (each holds an FPM worker until it ends), waiting no longer than -t;
 - an optional cache (``cache_ttl``) of the last outcome;
 - the last outcome of each target and mode, for /health, and one log line
-  whenever a target's state changes.
+  whenever a target's state changes;
+- rates of its own: /status keeps each target's previous sample in this
+  process (MemoryRates), never in the state file of the one-shot checks,
+  so that neither takes the other's sample for its own previous run.
 
 No FastCGI connection outlives its exchange: fcgi_wire closes it, and a
 kept connection would hold an FPM worker.
@@ -25,6 +28,7 @@ from typing import Callable, Dict, Hashable, Optional, TextIO, Tuple, TypeVar
 
 from fcgi_wire._values import Value
 
+from ..fpm.rates import MemoryRates
 from ..modes import load
 from ..output import Output
 from ..target import Limits, Target
@@ -34,6 +38,26 @@ MODES = ("ping", "status", "handshake")
 T = TypeVar("T")
 
 
+class Lazy:
+    """A text made on its first use, once, whichever thread asks first: a
+    probe's JSON document costs as much as its check's text, and most
+    probes are never asked for it."""
+
+    __slots__ = ("_lock", "_make", "_text")
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._lock = threading.Lock()
+        self._make: Optional[Callable[[], str]] = make
+        self._text = ""
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._make is not None:
+                self._text = self._make()
+                self._make = None  # and what it held (the check) with it
+            return self._text
+
+
 class Outcome(Value):
     """What one check of one target said."""
 
@@ -41,9 +65,13 @@ class Outcome(Value):
     mode: str
     state: str  # OK, WARNING, CRITICAL, UNKNOWN
     text: str  # the plugin's output, Nagios style
-    document: str  # the same as --format json
+    json: Lazy  # the same as --format json, made when first asked for
     at: float  # time.monotonic() when it finished
     elapsed: float
+
+    @property
+    def document(self) -> str:
+        return self.json()
 
     @property
     def healthy(self) -> bool:
@@ -106,6 +134,7 @@ class Prober:
         self._bounds = {
             target.name: threading.BoundedSemaphore(config.max_inflight) for target in config.targets
         }
+        self._rates = {target.name: MemoryRates() for target in config.targets}
 
     def latest(self) -> Dict[Tuple[str, str], Outcome]:
         with self._lock:
@@ -158,15 +187,27 @@ class Prober:
             connect_timeout=self.config.connect_timeout,
         )
         where = Target(target.address, limits)
-        check = load(mode).check(target.options(mode), where)
+        options = target.options(mode)
+        if mode == "status":
+            options = options._replace(rate_store=self._rates[target.name])
+        check = load(mode).check(options, where)
         try:
             check()
             text = Output("nagios").result(check, mode=mode, target=str(where))
-            document = Output("json").result(check, mode=mode, target=str(where))
             state = str(check.state).upper()
         except Exception as exc:  # a bug of ours must not take the server down
             return self._unknown(target, mode, f"internal error: {type(exc).__name__}: {exc}")
-        return Outcome(target.name, mode, state, text, document, time.monotonic(), time.monotonic() - started)
+
+        def document() -> str:
+            try:
+                return Output("json").result(check, mode=mode, target=str(where))
+            except Exception as exc:  # as above
+                return Output("json").early(
+                    "UNKNOWN", f"internal error: {type(exc).__name__}: {exc}", mode=mode
+                )
+
+        ended = time.monotonic()
+        return Outcome(target.name, mode, state, text, Lazy(document), ended, ended - started)
 
     def _unknown(self, target: TargetConfig, mode: str, summary: str) -> Outcome:
         return Outcome(
@@ -174,7 +215,7 @@ class Prober:
             mode,
             "UNKNOWN",
             Output("nagios").early("UNKNOWN", summary),
-            Output("json").early("UNKNOWN", summary, mode=mode),
+            Lazy(lambda: Output("json").early("UNKNOWN", summary, mode=mode)),
             time.monotonic(),
             0.0,
         )
