@@ -99,7 +99,7 @@ def line_problem(line: str) -> Optional[str]:
     return None
 
 
-class _Deadline:
+class _TimedReader:
     """A request head's deadline, enforced on every read of the socket."""
 
     def __init__(self, connection: socket.socket, reader: Any) -> None:
@@ -265,7 +265,7 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(self.request, ssl.SSLSocket):
             self._handshake(self.request)
         super().setup()
-        self.rfile = _Deadline(self.connection, self.rfile)  # type: ignore[assignment]
+        self.rfile = _TimedReader(self.connection, self.rfile)  # type: ignore[assignment]
 
     def _handshake(self, connection: ssl.SSLSocket) -> None:
         """The TLS handshake, all of it within REQUEST_TIMEOUT (CPython's
@@ -279,7 +279,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ConnectionRefusedError("the client certificate holds none of client_allowed_sans")
 
     def handle_one_request(self) -> None:
-        reader: _Deadline = self.rfile  # type: ignore[assignment]
+        reader: _TimedReader = self.rfile  # type: ignore[assignment]
         reader.start(IDLE_TIMEOUT)
         if not self.server.waiting(self.connection):
             self.close_connection = True
