@@ -1,16 +1,6 @@
-"""The sidecar's HTTP server.
-
-Routes (GET or HEAD; other methods 405, other paths 404):
-
-- ``/ping`` (alias ``/fcgi-ping``), ``/handshake``, ``/status``: run that
-  mode's check against a configured target (``?target=NAME`` or
-  ``/NAME/ping`` when there are several); 200 for OK and WARNING, 503 for
-  CRITICAL and UNKNOWN; the body is the plugin's output, or its JSON
-  document with ``Accept: application/json`` or ``?format=json``;
-- ``/health``, ``/healthz``: the sidecar itself (never a FastCGI call) and
-  the age and state of each target's last check;
-- ``/metrics``: Prometheus exposition, by the scrape's deadline
-  (X-Prometheus-Scrape-Timeout-Seconds less a margin; see exporter).
+"""The sidecar's HTTP server: it moves bytes, holds the limits on clients,
+and asks ``routes.route`` what to answer (the routes are listed there);
+SidecarServer is the ``routes.App`` that routing sees.
 
 With ``--web.config.file`` (see web), every endpoint is behind it: TLS
 (the handshake runs in the connection's thread, bounded by
@@ -50,7 +40,6 @@ a shutdown never reaches a descriptor that was closed and reused.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import socket
 import ssl
@@ -59,14 +48,14 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Optional, Tuple
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..text import printable
 from .config import TargetConfig
 from .exporter import Exporter, scrape_deadline
-from .probes import MODES, Prober
+from .probes import Outcome, Prober
+from .routes import route
 from .web import WebConfigSource
 
 #: A request head must be complete within this many seconds.
@@ -163,6 +152,29 @@ class SidecarServer(ThreadingHTTPServer):
         #: (for or within a request head), False while it runs a request.
         self._connections: Dict[socket.socket, bool] = {}
         super().__init__(address, Handler)
+
+    # --- routes.App: what routing asks of the running sidecar ---------------------
+
+    @property
+    def targets(self) -> Sequence[TargetConfig]:
+        return self.prober.config.targets
+
+    def probe(self, target: TargetConfig, mode: str) -> Outcome:
+        return self.prober.probe(target, mode)
+
+    def latest(self) -> Dict[Tuple[str, str], Outcome]:
+        return self.prober.latest()
+
+    def uptime(self, now: float) -> float:
+        return now - self.started
+
+    def metrics(self, scrape_timeout: Optional[str]) -> Tuple[str, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # noqa: PLC0415
+
+        deadline = scrape_deadline(scrape_timeout, self.prober.config.scrape_timeout, time.monotonic())
+        return generate_latest(self.exporter.registry(deadline)).decode(), CONTENT_TYPE_LATEST
+
+    # --- connections -------------------------------------------------------------
 
     def get_request(self) -> Tuple[socket.socket, Any]:
         """Accept; with TLS, wrap the socket without a handshake (that runs
@@ -381,8 +393,8 @@ class Handler(BaseHTTPRequestHandler):
         pass  # probes come every few seconds; state changes are what is logged
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("do_"):
-            return self._not_allowed
+        if name.startswith("do_"):  # HEAD, POST, ...: routing answers each
+            return self.do_GET
         raise AttributeError(name)
 
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
@@ -396,85 +408,16 @@ class Handler(BaseHTTPRequestHandler):
         text = printable(message or status.phrase, 200)  # http.server's may quote the request
         self._reply(status, f"{status.value} {text}\n", head=self.command == "HEAD")
 
-    def _not_allowed(self) -> None:
+    def do_GET(self) -> None:
+        """Every method comes here (see __getattr__): routes.route decides."""
+        reply = route(self.command, self.path, self.headers, self.server, time.monotonic())
         self._reply(
-            HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed: GET or HEAD\n", {"Allow": "GET, HEAD"}
+            HTTPStatus(reply.status),
+            reply.body,
+            dict(reply.headers),
+            content_type=reply.content_type,
+            head=self.command == "HEAD",
         )
-
-    def do_HEAD(self) -> None:
-        self.do_GET(head=True)
-
-    def do_GET(self, head: bool = False) -> None:
-        url = urlsplit(self.path)  # a path (parse_request saw to it): no netloc to raise on
-        query = parse_qs(url.query, keep_blank_values=True)
-        wants_json = query.get("format", [""])[-1] == "json" or "application/json" in self.headers.get(
-            "Accept", ""
-        )
-        parts = [part for part in url.path.split("/") if part]
-        if parts in (["health"], ["healthz"]):
-            self._health(wants_json, head)
-        elif parts == ["metrics"]:
-            self._metrics(head)
-        elif parts and parts[-1] in (*MODES, "fcgi-ping") and len(parts) <= 2:
-            mode = "ping" if parts[-1] == "fcgi-ping" else parts[-1]
-            name = parts[0] if len(parts) == 2 else query.get("target", [None])[-1]
-            self._probe(mode, name, wants_json, head)
-        else:
-            self._reply(
-                HTTPStatus.NOT_FOUND, "not found: /ping /handshake /status /health /metrics\n", head=head
-            )
-
-    def _probe(self, mode: str, name: Optional[str], wants_json: bool, head: bool) -> None:
-        config = self.server.prober.config
-        target: Optional[TargetConfig] = None
-        if name is None and len(config.targets) == 1:
-            target = config.targets[0]
-        elif name is not None:
-            target = config.target(name)
-        if target is None:
-            names = ", ".join(t.name for t in config.targets)
-            why = f"no target {name!r}" if name is not None else "several targets: name one"
-            text = f"{why} (?target=NAME or /NAME/{mode}); targets: {names}\n"
-            self._reply(HTTPStatus.NOT_FOUND, text, head=head)
-            return
-        outcome = self.server.prober.probe(target, mode)
-        status = HTTPStatus.OK if outcome.healthy else HTTPStatus.SERVICE_UNAVAILABLE
-        if wants_json:
-            self._reply(status, outcome.document, content_type="application/json", head=head)
-        else:
-            self._reply(status, outcome.text, head=head)
-
-    def _health(self, wants_json: bool, head: bool) -> None:
-        now = time.monotonic()
-        checks = [
-            {
-                "target": outcome.target,
-                "mode": outcome.mode,
-                "state": outcome.state,
-                "age_seconds": round(now - outcome.at, 3),
-            }
-            for outcome in sorted(self.server.prober.latest().values(), key=lambda o: (o.target, o.mode))
-        ]
-        document = {"status": "ok", "uptime_seconds": round(now - self.server.started, 3), "checks": checks}
-        if wants_json:
-            self._reply(
-                HTTPStatus.OK, json.dumps(document) + "\n", content_type="application/json", head=head
-            )
-            return
-        lines = [f"ok: check_fastcgi serve, up {document['uptime_seconds']:.0f} s"]
-        lines += [f"{c['target']} {c['mode']}: {c['state']}, {c['age_seconds']:.1f} s ago" for c in checks]
-        self._reply(HTTPStatus.OK, "\n".join(lines) + "\n", head=head)
-
-    def _metrics(self, head: bool) -> None:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # noqa: PLC0415
-
-        deadline = scrape_deadline(
-            self.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
-            self.server.prober.config.scrape_timeout,
-            time.monotonic(),
-        )
-        body = generate_latest(self.server.exporter.registry(deadline)).decode()
-        self._reply(HTTPStatus.OK, body, content_type=CONTENT_TYPE_LATEST, head=head)
 
     def _reply(
         self,
