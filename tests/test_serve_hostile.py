@@ -22,6 +22,7 @@ import pytest
 from check_fastcgi.serve.exporter import MAX_PROCESSES
 from check_fastcgi.serve.http import REQUEST_TIMEOUT
 from tests import servers
+from tests.conftest import CHECK
 from tests.fpm import FpmPool, wait_until
 from tests.sidecar import Sidecar
 
@@ -427,3 +428,15 @@ def test_a_pool_name_that_utf8_cannot_encode_costs_no_other_target(tmp_path: Pat
     assert status == 200, body
     assert 'phpfpm_up{pool="bad?",target="bad"} 1.0' in body.splitlines()
     assert "\ud800" not in text
+
+
+def test_a_metric_given_twice_is_refused_as_the_plugin_refuses_it() -> None:
+    """serve took the last of -w m=1 -w m=2 where the plugin refuses both."""
+    done = subprocess.run(
+        [CHECK, "serve", "-H", "127.0.0.1", "-w", "active_percent=80", "-w", "active_percent=90"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done
+    assert "-w active_percent is given twice (80 and 90): keep one" in done.stderr

@@ -190,12 +190,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _pairs(specs: List[str], option: str) -> Dict[str, str]:
-    found = {}
+    """-w/-c METRIC=RANGE as the plugin reads them: a metric given twice is
+    refused with the plugin's words, never the last one silently winning."""
+    found: Dict[str, str] = {}
     for spec in specs:
         metric, equals, value = spec.partition("=")
+        metric = metric.strip()
         if not equals:
             raise UsageError(f"{option} {spec!r}: give METRIC=RANGE")
-        found[metric.strip()] = value
+        if metric in found:
+            raise UsageError(f"{option} {metric} is given twice ({found[metric]} and {value}): keep one")
+        found[metric] = value
     return found
 
 
