@@ -172,6 +172,10 @@ def _string(section: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
+#: A web configuration is three levels deep; far more is no configuration.
+MAX_DEPTH = 32
+
+
 def _document(path: str, where: str) -> Dict[str, Any]:
     data = _read_config(path, where)
     try:
@@ -180,7 +184,19 @@ def _document(path: str, where: str) -> Dict[str, Any]:
         raise UsageError(f"{where}: reading it needs PyYAML: pip install 'check_fastcgi[serve]'") from None
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        document = yaml.load(data.decode("utf-8"), Loader=loader)  # noqa: S506 - a safe loader
+        text = data.decode("utf-8")
+        # The composer recurses (in C with libyaml, where a deep document
+        # overflows the stack instead of raising): the event stream, which
+        # does not, is measured first.
+        depth = 0
+        for event in yaml.parse(text, Loader=loader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise UsageError(f"{where}: not valid YAML: nested more than {MAX_DEPTH} deep")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        document = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
     except UnicodeDecodeError:
         raise UsageError(f"{where}: not valid YAML: not UTF-8") from None
     except RecursionError:
