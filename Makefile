@@ -33,7 +33,7 @@ demo: venv
 	$(BIN)/python -m tests.demo
 
 # The scripts in tools/ have no .py suffix: they are named one by one.
-TOOLS := tools/bench tools/bench-serve tools/build-deb tools/build-dist tools/build-zipapp tools/deb-proof \
+TOOLS := tools/bench tools/bench-client tools/bench-serve tools/build-deb tools/build-dist tools/build-zipapp tools/deb-proof \
 	tools/system-packages tools/test-on-debian-python tools/with-stock-fpm tools/zabbix-proof \
 	debian/make-manpage debian/bin/check_fastcgi
 
@@ -55,7 +55,7 @@ test-on-fpm-host: system-packages venv
 	tools/with-stock-fpm $(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # A longer property-based campaign on the codec and the status parser
 # (not part of `make test`): FUZZ_EXAMPLES examples per property.
@@ -107,6 +107,7 @@ zipapp: venv
 bench: venv
 	tools/system-packages bench
 	$(BIN)/python tools/bench
+	$(BIN)/python tools/bench-client
 
 # /metrics of 200 ondemand pools (10 hung) next to 16 parallel cgi-fcgi,
 # serve's RSS, and /ping under wrk (not part of `make test`).

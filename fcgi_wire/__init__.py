@@ -1,8 +1,10 @@
 """fcgi_wire: a FastCGI 1.0 client in the standard library only.
 
 The codec (``Connection``, the events, ``encode_record``, ``RecordDecoder``,
-the pair functions) does no I/O; ``get_values`` and ``request`` are a small
-blocking transport on top of it.
+the pair functions, ``Multiplexer``) does no I/O; ``get_values`` and
+``request`` are a small blocking transport on top of it, ``fcgi_wire.aio``
+the same as coroutines, and ``open_connection`` a connection kept open for
+several requests.
 """
 
 from ._connection import DEFAULT_MAX_REPLY_BYTES, Connection, State
@@ -62,9 +64,30 @@ if TYPE_CHECKING:
     from .transport import Address
 
 
+#: Imported on first use, so that ``import fcgi_wire`` stays lean: the
+#: asyncio client (and asyncio), the kept connection and its codec.
+_LAZY = {
+    "aio": ".aio",
+    "KeptConnection": ".kept",
+    "open_connection": ".kept",
+    "Multiplexer": "._multiplex",
+}
+
+if TYPE_CHECKING:
+    from . import aio  # noqa: F401 - for type checkers; imported on first use
+    from ._multiplex import Multiplexer
+    from .kept import KeptConnection, open_connection
+
+
 def __getattr__(name: str) -> object:
     # Address is a typing.Union, built on first use: importing typing costs
-    # a short-lived process more than the rest of this package.
+    # a short-lived process more than the rest of this package. The asyncio
+    # client is imported on first use too, and asyncio with it.
+    if name in _LAZY:
+        import importlib  # noqa: PLC0415
+
+        module = importlib.import_module(_LAZY[name], __name__)
+        return module if name == "aio" else getattr(module, name)
     if name == "Address":
         from typing import Union  # noqa: PLC0415
 
@@ -96,7 +119,9 @@ __all__ = [
     "Event",
     "FastCGIError",
     "GetValues",
+    "KeptConnection",
     "LocalProtocolError",
+    "Multiplexer",
     "NameResolutionError",
     "NotASocket",
     "Overloaded",
@@ -131,6 +156,7 @@ __all__ = [
     "encode_record",
     "encode_stream",
     "get_values",
+    "open_connection",
     "request",
     "split_cgi_output",
 ]

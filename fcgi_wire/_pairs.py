@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 
 _MAX_LENGTH = 0x7FFFFFFF
 
+#: The one-byte lengths, ready made.
+_SHORT = tuple(bytes((n,)) for n in range(0x80))
+
 
 def _encode_length(length: int) -> bytes:
     if length < 0x80:
@@ -24,18 +27,21 @@ def _encode_length(length: int) -> bytes:
 
 def encode_pairs(pairs: Iterable[Tuple[Text, Text]]) -> bytes:
     """Encode pairs; str is sent as UTF-8."""
-    out = []
+    out: List[bytes] = []
     for name, value in pairs:
-        raw_name = name.encode("utf-8") if isinstance(name, str) else bytes(name)
-        raw_value = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        raw_name = name.encode() if type(name) is str else _raw(name)
+        raw_value = value.encode() if type(value) is str else _raw(value)
         name_length, value_length = len(raw_name), len(raw_value)
         if name_length < 0x80 and value_length < 0x80:
-            out.append(bytes((name_length, value_length)))
+            out += (_SHORT[name_length], _SHORT[value_length], raw_name, raw_value)
         else:
-            out.append(_encode_length(name_length) + _encode_length(value_length))
-        out.append(raw_name)
-        out.append(raw_value)
+            out += (_encode_length(name_length), _encode_length(value_length), raw_name, raw_value)
     return b"".join(out)
+
+
+def _raw(text: Text) -> bytes:
+    """bytes as they are, any other str (a subclass) as UTF-8."""
+    return text.encode() if isinstance(text, str) else bytes(text)
 
 
 def _read_length(data: bytes, pos: int, what: str) -> Tuple[int, int]:

@@ -7,7 +7,7 @@ from ._values import TYPE_CHECKING, Value
 from .errors import LocalProtocolError, RemoteProtocolError
 
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import List, Optional, Tuple, Union
 
 
 class Record(Value):
@@ -22,6 +22,11 @@ class Record(Value):
 def _check_request_id(request_id: int) -> None:
     if not 0 <= request_id <= 0xFFFF:
         raise LocalProtocolError(f"request id {request_id} does not fit in 16 bits")
+
+
+#: Zero bytes of every padding the default rule gives (0..7).
+_PADDING = tuple(bytes(n) for n in range(8))
+_pack_header = HEADER.pack
 
 
 def encode_record(
@@ -43,19 +48,35 @@ def encode_record(
     return HEADER.pack(VERSION, record_type, request_id, len(content), padding) + content + bytes(padding)
 
 
+def _stream_parts(parts: List[bytes], record_type: int, request_id: int, data: bytes) -> None:
+    """Append the records of a whole stream, the empty one that ends it
+    included, to ``parts``: the unchecked core of encode_stream (the caller
+    has checked the type and the request id)."""
+    size = len(data)
+    if size:
+        if size <= MAX_CONTENT:  # the common case: one record
+            padding = -size % 8
+            parts += (_pack_header(VERSION, record_type, request_id, size, padding), data, _PADDING[padding])
+        else:
+            view = memoryview(data)
+            for start in range(0, size, MAX_CONTENT):
+                piece = bytes(view[start : start + MAX_CONTENT])
+                padding = -len(piece) % 8
+                parts += (_pack_header(VERSION, record_type, request_id, len(piece), padding), piece)
+                parts.append(_PADDING[padding])
+    parts.append(_pack_header(VERSION, record_type, request_id, 0, 0))
+
+
 def encode_stream(record_type: int, request_id: int, data: bytes, *, terminate: bool = True) -> bytes:
     """A stream (PARAMS, STDIN, ...) split into records of at most 65535
     bytes, followed by the empty record that ends it when ``terminate``."""
-    if len(data) <= MAX_CONTENT:  # the common case: one record (or none) and the end
-        first = encode_record(record_type, request_id, data) if data else b""
-        return first + encode_record(record_type, request_id) if terminate else first
-    view = memoryview(data)
-    parts = [
-        encode_record(record_type, request_id, bytes(view[start : start + MAX_CONTENT]))
-        for start in range(0, len(view), MAX_CONTENT)
-    ]
-    if terminate:
-        parts.append(encode_record(record_type, request_id))
+    _check_request_id(request_id)
+    if not 0 <= record_type <= 0xFF:
+        raise LocalProtocolError(f"record type {record_type} does not fit in 8 bits")
+    parts: List[bytes] = []
+    _stream_parts(parts, record_type, request_id, data)
+    if not terminate:
+        parts.pop()
     return b"".join(parts)
 
 
@@ -66,6 +87,9 @@ def _describe_bad_version(first_byte: int) -> str:
     return f"bad FastCGI version {first_byte} in record header{hint}"
 
 
+_unpack_header = HEADER.unpack_from
+
+
 class RecordDecoder:
     """Turns bytes, in chunks of any size, into complete records.
 
@@ -73,6 +97,8 @@ class RecordDecoder:
     was fed: a record is never longer than 8 + 65535 + 255 bytes, so what it
     buffers beyond the caller's own chunk is bounded.
     """
+
+    __slots__ = ("_buffer", "_eof")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -83,7 +109,7 @@ class RecordDecoder:
         """Bytes received but not yet returned as part of a record."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> None:
         if self._eof and data:
             raise LocalProtocolError("data fed after end of input")
         self._buffer += data
@@ -101,16 +127,24 @@ class RecordDecoder:
         At end of input with a partial record buffered it raises
         RemoteProtocolError, naming how much of the record arrived.
         """
+        raw = self._next()
+        return None if raw is None else Record(*raw)
+
+    def _next(self) -> Optional[Tuple[int, int, bytes]]:
+        """next_record() as a plain (type, request id, content) tuple: what
+        the connection reads, without a Record to build and take apart."""
         buffer = self._buffer
-        if buffer and buffer[0] != VERSION:
-            raise RemoteProtocolError(_describe_bad_version(buffer[0]))
         if len(buffer) < HEADER_SIZE:
+            if buffer and buffer[0] != VERSION:
+                raise RemoteProtocolError(_describe_bad_version(buffer[0]))
             if self._eof and buffer:
                 raise RemoteProtocolError(
                     f"truncated record: connection closed after {len(buffer)} of {HEADER_SIZE} header bytes"
                 )
             return None
-        _, record_type, request_id, content_length, padding = HEADER.unpack_from(buffer)
+        version, record_type, request_id, content_length, padding = _unpack_header(buffer)
+        if version != VERSION:
+            raise RemoteProtocolError(_describe_bad_version(version))
         total = HEADER_SIZE + content_length + padding
         if len(buffer) < total:
             if self._eof:
@@ -119,9 +153,13 @@ class RecordDecoder:
                     f"{len(buffer)} of {total} bytes"
                 )
             return None
-        content = bytes(buffer[HEADER_SIZE : HEADER_SIZE + content_length])
+        if content_length < 4096:
+            content = bytes(buffer[HEADER_SIZE : HEADER_SIZE + content_length])
+        else:  # one copy instead of two; the view costs more than a small copy
+            with memoryview(buffer) as view:
+                content = bytes(view[HEADER_SIZE : HEADER_SIZE + content_length])
         del buffer[:total]
-        return Record(record_type, request_id, content)
+        return record_type, request_id, content
 
 
 def type_label(record_type: int) -> str:

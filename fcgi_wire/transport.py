@@ -6,6 +6,7 @@ failures into fcgi_wire errors that name the address and the phase.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import socket
@@ -14,7 +15,6 @@ import threading
 import time
 
 from ._connection import DEFAULT_MAX_REPLY_BYTES, Connection
-from ._events import NEED_DATA, Event
 from ._exchanges import ResponderQuery, ValuesQuery
 from ._response import Response, ValuesReply
 from ._spec import MANAGEMENT_NAMES, Role
@@ -65,35 +65,59 @@ class UnixAddress(Value):
         return self.path
 
 
+_monotonic = time.monotonic
+
+
 class _Deadline:
     """One absolute deadline (time.monotonic()) for an exchange, plus the
     optional shorter limit on connecting, counted from the exchange's start."""
 
-    def __init__(self, deadline: float, connect_timeout: Optional[float]) -> None:
-        self.started = time.monotonic()
+    __slots__ = ("connect_deadline", "deadline", "started")
+
+    def __init__(
+        self, deadline: float, connect_timeout: Optional[float], started: Optional[float] = None
+    ) -> None:
+        if started is None:
+            started = _monotonic()
+        self.started = started
         self.deadline = deadline
-        self.budget = max(deadline - self.started, 0.0)
-        self.connect_deadline = deadline
-        self.connect_limit = self.budget
-        if connect_timeout is not None and connect_timeout < self.budget:
-            self.connect_deadline = self.started + connect_timeout
-            self.connect_limit = connect_timeout
+        if connect_timeout is not None and started + connect_timeout < deadline:
+            self.connect_deadline = started + connect_timeout
+        else:
+            self.connect_deadline = deadline
+
+    @property
+    def budget(self) -> float:
+        """How long the whole exchange had, in seconds."""
+        return self.deadline - self.started if self.deadline > self.started else 0.0
+
+    @property
+    def connect_limit(self) -> float:
+        """How long connecting had."""
+        if self.connect_deadline < self.deadline:
+            return self.connect_deadline - self.started
+        return self.budget
 
     def elapsed(self) -> float:
         """How long this exchange took so far: what a response time means."""
-        return time.monotonic() - self.started
+        return _monotonic() - self.started
 
-    def remaining(self, phase: str, address: str, *, received: int = 0) -> float:
-        left = self.deadline - time.monotonic()
+    def remaining(self, phase: str, address: object, *, received: int = 0) -> float:
+        left = self.deadline - _monotonic()
         if left <= 0:
-            raise Timeout(phase, self.budget, address=address, received=received)
+            raise Timeout(phase, self.budget, address=str(address), received=received)
         return left
 
-    def connect_remaining(self, address: str) -> float:
-        left = self.connect_deadline - time.monotonic()
+    def connect_remaining(self, address: object) -> float:
+        left = self.connect_deadline - _monotonic()
         if left <= 0:
-            raise Timeout("connect", self.connect_limit, address=address)
+            raise Timeout("connect", self.connect_limit, address=str(address))
         return left
+
+
+#: Socket addresses of IP literals already parsed, by (host, port): the
+#: plugin and the sidecar ask the same few targets over and over.
+_LITERALS: Dict[Tuple[str, int], Tuple[int, SockAddr]] = {}
 
 
 def _resolve(address: TcpAddress, deadline: _Deadline) -> AddrInfo:
@@ -102,7 +126,14 @@ def _resolve(address: TcpAddress, deadline: _Deadline) -> AddrInfo:
     getaddrinfo() has no timeout of its own, so a name that needs DNS is
     looked up in a daemon thread that we stop waiting for at the deadline.
     """
-    literal = _ip_literal(address)
+    key = (address.host, address.port)
+    literal = _LITERALS.get(key)
+    if literal is None:
+        literal = _ip_literal(address)
+        if literal is not None:
+            if len(_LITERALS) >= 256:
+                _LITERALS.clear()
+            _LITERALS[key] = literal
     if literal is not None:
         return [literal]
     where = str(address)
@@ -212,21 +243,39 @@ def _not_a_socket(path: str) -> Optional[str]:
     return "a directory" if stat.S_ISDIR(mode) else "a regular file" if stat.S_ISREG(mode) else "not a socket"
 
 
-def _connect(address: Address, deadline: _Deadline) -> socket.socket:
-    where = str(address)
+#: The C socket type under socket.socket, without its Python layer (which
+#: costs more per connection than connect() does on a Unix socket): the
+#: transport uses nothing of that layer, and an unclosed one still warns.
+_Socket = _socket.socket
+_STREAM = socket.SOCK_STREAM
+_AF_UNIX = getattr(socket, "AF_UNIX", -1)
+
+
+#: A Unix socket connects at once or not at all (EAGAIN: backlog full), so
+#: it is opened non-blocking, with no timeout to set: what settimeout()
+#: would do, less a system call, and the request then goes out without the
+#: poll() a timeout puts before each send.
+_UNIX_STREAM = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
+
+
+def _connect(address: Address, deadline: _Deadline) -> _socket.socket:
+    failures: List[Tuple[str, OSError]] = []
     if isinstance(address, UnixAddress):
-        targets: AddrInfo = [(socket.AF_UNIX, address.path)]
+        targets: AddrInfo = [(_AF_UNIX, address.path)]
     else:
         targets = _resolve(address, deadline)
-    failures: List[Tuple[str, OSError]] = []
     for family, sockaddr in targets:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = _Socket(family, _UNIX_STREAM if family == _AF_UNIX else _STREAM)
         try:
-            sock.settimeout(deadline.connect_remaining(where))
+            left = deadline.connect_deadline - _monotonic()
+            if left <= 0:
+                raise Timeout("connect", deadline.connect_limit, address=str(address))
+            if sock.gettimeout() != 0.0:
+                sock.settimeout(left)
             sock.connect(sockaddr)
         except socket.timeout:
             sock.close()
-            raise Timeout("connect", deadline.connect_limit, address=where) from None
+            raise Timeout("connect", deadline.connect_limit, address=str(address)) from None
         except OSError as exc:
             sock.close()
             failures.append((_sockaddr_text(family, sockaddr), exc))
@@ -235,11 +284,17 @@ def _connect(address: Address, deadline: _Deadline) -> socket.socket:
             sock.close()
             raise
         return sock
+    raise _connect_failed(address, failures)
+
+
+def _connect_failed(address: Address, failures: List[Tuple[str, OSError]]) -> ConnectError:
+    """The error for an address none of whose targets took the connection."""
+    where = str(address)
     if isinstance(address, UnixAddress) and failures and failures[0][1].errno == errno.ECONNREFUSED:
         kind = _not_a_socket(address.path)
         if kind is not None:
-            raise NotASocket(f"not a socket ({kind})", address=where)
-    raise _connect_error(where, failures)
+            return NotASocket(f"not a socket ({kind})", address=where)
+    return _connect_error(where, failures)
 
 
 if TYPE_CHECKING:
@@ -252,53 +307,83 @@ if TYPE_CHECKING:
         connection: Connection
         outgoing: bytes
 
-        def handle(self, event: Event) -> Optional[R_co]: ...
+        def receive_data(self, data: bytes, elapsed: float = 0.0) -> Optional[R_co]: ...
 
 
 def _run(address: Address, query: _Query[R], deadline: _Deadline) -> R:
-    where = str(address)
     conn = query.connection
-    sent = 0
+    sent = received = 0
     try:
-        with _connect(address, deadline) as sock:
-            try:
-                sock.settimeout(deadline.remaining("send", where))
-                sock.sendall(query.outgoing)
-                sent = len(query.outgoing)
-            except socket.timeout:
-                raise Timeout("send", deadline.budget, address=where) from None
-            except OSError as exc:
-                raise ConnectionClosed(f"sending the request failed: {_reason(exc)}") from None
-            while True:
-                event = conn.next_event()
-                if event is NEED_DATA:
-                    conn.receive_data(_receive(sock, deadline, where, conn.received))
-                    continue
-                if not isinstance(event, Event):  # CLOSED: cannot happen while a reply is due
-                    raise ConnectionClosed("connection closed")
-                result = query.handle(event)
+        sock = _connect(address, deadline)
+        try:
+            _send(sock, query.outgoing, deadline, address)
+            sent = len(query.outgoing)
+            receive, started, end = query.receive_data, deadline.started, deadline.deadline
+            while True:  # _receive(), inline: most replies take one pass
+                left = end - _monotonic()
+                if left <= 0:
+                    raise _reply_timeout(deadline, address, received)
+                sock.settimeout(left)
+                try:
+                    data = sock.recv(_RECV_SIZE)
+                except socket.timeout:
+                    raise _reply_timeout(deadline, address, received) from None
+                except OSError as exc:
+                    raise _reply_failed(exc, received) from None
+                received += len(data)
+                result = receive(data, _monotonic() - started)
                 if result is not None:
-                    return result._replace(elapsed=deadline.elapsed())
+                    return result
+        finally:
+            sock.close()
     except FastCGIError as exc:
         if exc.address is None:
-            exc.address = where
+            exc.address = str(address)
         exc.sent = sent
         exc.received = max(exc.received, conn.received)
         exc.head = conn.head
         raise
 
 
-def _receive(sock: socket.socket, deadline: _Deadline, where: str, received: int) -> bytes:
+def _send(sock: _socket.socket, outgoing: bytes, deadline: _Deadline, address: object) -> None:
+    """The whole request within the deadline, its failures as fcgi_wire errors."""
+    try:
+        if sock.gettimeout() == 0.0:  # non-blocking: as much as the socket takes now
+            try:
+                done = sock.send(outgoing)
+            except BlockingIOError:
+                done = 0
+            if done < len(outgoing):
+                sock.settimeout(deadline.remaining("send", address))
+                sock.sendall(memoryview(outgoing)[done:])
+        else:
+            sock.settimeout(deadline.remaining("send", address))
+            sock.sendall(outgoing)
+    except socket.timeout:
+        raise Timeout("send", deadline.budget, address=str(address)) from None
+    except OSError as exc:
+        raise ConnectionClosed(f"sending the request failed: {_reason(exc)}") from None
+
+
+def _reply_timeout(deadline: _Deadline, address: object, received: int) -> Timeout:
     phase = "reply-incomplete" if received else "reply"
-    sock.settimeout(deadline.remaining(phase, where, received=received))
+    return Timeout(phase, deadline.budget, address=str(address), received=received)
+
+
+def _reply_failed(exc: OSError, received: int) -> ConnectionClosed:
+    return ConnectionClosed(f"{_reason(exc)} before the reply was complete ({received} bytes received)")
+
+
+def _receive(sock: _socket.socket, deadline: _Deadline, address: object, received: int) -> bytes:
+    """One recv() within the deadline, its failures as fcgi_wire errors."""
+    phase = "reply-incomplete" if received else "reply"
+    sock.settimeout(deadline.remaining(phase, address, received=received))
     try:
         return sock.recv(_RECV_SIZE)
     except socket.timeout:
-        raise Timeout(phase, deadline.budget, address=where, received=received) from None
+        raise _reply_timeout(deadline, address, received) from None
     except OSError as exc:
-        raise ConnectionClosed(
-            f"{_reason(exc)} before the reply was complete ({received} bytes received)"
-        ) from None
+        raise _reply_failed(exc, received) from None
 
 
 def _reason(exc: OSError) -> str:
@@ -310,7 +395,8 @@ def _reason(exc: OSError) -> str:
 
 
 def _deadline(timeout: float, deadline: Optional[float], connect_timeout: Optional[float]) -> _Deadline:
-    return _Deadline(time.monotonic() + timeout if deadline is None else deadline, connect_timeout)
+    started = _monotonic()
+    return _Deadline(started + timeout if deadline is None else deadline, connect_timeout, started)
 
 
 def get_values(

@@ -6,14 +6,16 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, Coroutine, List, Optional, TypeVar
 
 import fcgi_wire
 
 Handler = Callable[[socket.socket, threading.Event], None]
+T = TypeVar("T")
 
 
 def read_some(conn: socket.socket) -> bytes:
@@ -214,3 +216,116 @@ def responds(data: bytes) -> Handler:
         conn.sendall(data)
 
     return handler
+
+
+# --- a server that multiplexes ------------------------------------------------------
+
+
+class MultiplexingServer(ScriptedServer):
+    """A FastCGI application server that says FCGI_MPXS_CONNS=1, honours
+    FCGI_KEEP_CONN and answers the requests of one connection interleaved:
+    whatever requests a read completes are answered together, their STDOUT
+    in two pieces each, the pieces of different requests alternating and
+    the latest request first. The body says which request it answers:
+    ``id=<request id> script=<SCRIPT_NAME> body=<stdin>``; a request with
+    ``REFUSE=1`` in its params gets FCGI_OVERLOADED.
+
+    ``max_in_flight`` is the most requests one read completed at once,
+    ``requests`` how many it answered, ``connections`` how many it accepted.
+    """
+
+    def __init__(self, family: str = "tcp") -> None:
+        super().__init__(self._serve_connection, family=family)
+        self.max_in_flight = 0
+        self.requests = 0
+
+    @property
+    def connections(self) -> int:
+        return self.accepted
+
+    def _serve_connection(self, conn: socket.socket, stopping: threading.Event) -> None:
+        decoder = fcgi_wire.RecordDecoder()
+        open_requests: dict = {}  # request id -> [keep_conn, params bytes, stdin bytes, role]
+        conn.settimeout(0.2)
+        while not stopping.is_set():
+            try:
+                chunk = conn.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return
+            decoder.feed(chunk)
+            complete = []
+            while (record := decoder.next_record()) is not None:
+                if record.type == fcgi_wire.RecordType.GET_VALUES:
+                    names = [name.decode() for name, _ in fcgi_wire.decode_pairs(record.content)]
+                    known = {"FCGI_MPXS_CONNS": "1", "FCGI_MAX_CONNS": "4", "FCGI_MAX_REQS": "64"}
+                    pairs = [(name, known[name]) for name in names if name in known]
+                    conn.sendall(
+                        fcgi_wire.encode_record(
+                            fcgi_wire.RecordType.GET_VALUES_RESULT, 0, fcgi_wire.encode_pairs(pairs)
+                        )
+                    )
+                elif record.type == fcgi_wire.RecordType.BEGIN_REQUEST:
+                    role, flags = struct.unpack("!HB5x", record.content)
+                    open_requests[record.request_id] = [bool(flags & 1), b"", b"", role]
+                elif record.type == fcgi_wire.RecordType.PARAMS:
+                    open_requests[record.request_id][1] += record.content
+                elif record.type == fcgi_wire.RecordType.STDIN:
+                    if record.content:
+                        open_requests[record.request_id][2] += record.content
+                    else:
+                        complete.append(record.request_id)
+            if not complete:
+                continue
+            self.max_in_flight = max(self.max_in_flight, len(complete))
+            keep = self._answer(conn, complete, open_requests)
+            if not keep:
+                return
+
+    def _answer(self, conn: socket.socket, complete: List[int], open_requests: dict) -> bool:
+        stdout = fcgi_wire.RecordType.STDOUT
+        pieces = {}
+        for request_id in complete:
+            params = dict(fcgi_wire.decode_pairs(open_requests[request_id][1]))
+            if params.get(b"REFUSE") == b"1":
+                pieces[request_id] = None
+                continue
+            text = b"Content-Type: text/plain\r\n\r\nid=%d script=%s body=" % (
+                request_id,
+                params.get(b"SCRIPT_NAME", b"-"),
+            )
+            text += open_requests[request_id][2]
+            half = len(text) // 2
+            pieces[request_id] = (text[:half], text[half:])
+        order = list(reversed(complete))
+        out = []
+        for part in (0, 1):
+            for request_id in order:
+                if pieces[request_id] is not None and pieces[request_id][part]:
+                    out.append(fcgi_wire.encode_record(stdout, request_id, pieces[request_id][part]))
+        keep = True
+        for request_id in order:
+            status = 2 if pieces[request_id] is None else 0
+            if pieces[request_id] is not None:
+                out.append(fcgi_wire.encode_record(stdout, request_id))
+            body = bytes(4) + bytes([status]) + bytes(3)
+            out.append(fcgi_wire.encode_record(fcgi_wire.RecordType.END_REQUEST, request_id, body))
+            keep = keep and open_requests.pop(request_id)[0]
+            self.requests += 1
+        conn.sendall(b"".join(out))
+        return keep
+
+
+# --- an asyncio driver ------------------------------------------------------------------
+
+
+def run_async(coroutine: Coroutine[Any, Any, T], limit: float = 60.0) -> T:
+    """Run a coroutine of the asyncio client on a fresh loop, bounded in time
+    (a hung test fails instead of hanging the run)."""
+    import asyncio  # noqa: PLC0415 - only the asyncio tests need it
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coroutine, limit)
+
+    return asyncio.run(bounded())

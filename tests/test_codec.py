@@ -383,3 +383,147 @@ def test_responder_query_raises_refusals() -> None:
 def test_protocol_error_is_abstract() -> None:
     with pytest.raises(TypeError):
         fcgi_wire.ProtocolError("x")
+
+
+# --- the fast paths agree with the event path ------------------------------------------------
+
+
+def old_split_model(stdout: bytes) -> tuple:
+    """split_cgi_output as the pattern says it: the first \\r?\\n\\r?\\n."""
+    import re  # noqa: PLC0415
+
+    found = re.search(rb"\r?\n\r?\n", stdout[: fcgi_wire._response.MAX_HEADER_BYTES + 4])
+    if found is None:
+        return ("error",)
+    return (found.start(), found.end())
+
+
+HEADER_BLOCKS = [
+    b"Content-type: text/plain\r\n\r\npong",
+    b"Content-type: text/plain\n\npong",
+    b"A: b\n\r\nbody",
+    b"A: b\r\n\nbody",
+    b"A: b\r\nC: d\n\nE: f\r\n\r\nbody",
+    b"\r\n\r\nbody",
+    b"\n\nbody",
+    b"A: " + b"x" * 1020 + b"\r\n\r\nbody",  # the blank line across the first window's edge
+    b"A: " + b"x" * 1019 + b"\n\nbody",
+    b"A: " + b"x" * 5000 + b"\r\n\r\n" + b"y" * 70000,
+    b"A: b\r\n" * 150 + b"\r\n" + b"\n\n" * 10,
+    b"no end here\r\n" + b"z" * 70000,
+]
+
+
+@pytest.mark.parametrize("stdout", HEADER_BLOCKS, ids=range(len(HEADER_BLOCKS)))
+def test_header_end_is_the_first_blank_line_in_any_window(stdout: bytes) -> None:
+    expected = old_split_model(stdout)
+    got = fcgi_wire._response._header_end(stdout, fcgi_wire._response.MAX_HEADER_BYTES + 4)
+    assert (got if got is not None else ("error",)) == expected
+
+
+@pytest.mark.parametrize("stdout", HEADER_BLOCKS, ids=range(len(HEADER_BLOCKS)))
+def test_split_in_pieces_is_split_of_the_whole(stdout: bytes) -> None:
+    def result(call):  # type: ignore[no-untyped-def]
+        try:
+            return call()
+        except RemoteProtocolError as exc:
+            return str(exc)
+
+    whole = result(lambda: fcgi_wire.split_cgi_output(stdout))
+    for cut in (1, 7, 100, len(stdout) // 2):
+        pieces = [stdout[:cut], stdout[cut : cut * 3], stdout[cut * 3 :]]
+        assert result(lambda p=pieces: fcgi_wire._response._split_pieces(p)) == whole  # type: ignore[misc]
+    # Twice: the second time the header block is a known one.
+    assert result(lambda: fcgi_wire.split_cgi_output(stdout)) == whole
+
+
+REPLIES = [
+    fcgi_wire.encode_record(RecordType.STDOUT, 1, b"Status: 404 Nope\r\nX: y\r\n\r\nbody")
+    + fcgi_wire.encode_record(RecordType.STDERR, 1, b"warn")
+    + fcgi_wire.encode_record(RecordType.STDOUT, 1)
+    + END_OK,
+    fcgi_wire.encode_stream(RecordType.STDOUT, 1, b"A: b\r\n\r\n" + b"x" * 70000) + END_OK,
+    # PHP-FPM leaves its own bytes in the reserved part of END_REQUEST.
+    fcgi_wire.encode_record(RecordType.STDOUT, 1, b"A: b\r\n\r\npong") + END_OK[:-3] + b"s m",
+    fcgi_wire.encode_record(RecordType.STDOUT, 1, b"A: b\r\n\r\n") + END_OK + b"trailing junk",
+    fcgi_wire.encode_record(RecordType.STDOUT, 1, b"A: b\r\n\r\n")
+    + END_OK[:-8]
+    + bytes([0, 0, 0, 7, 0, 0, 0, 0]),
+    # Content that ends in what looks like END_REQUEST, but is not one.
+    fcgi_wire.encode_record(RecordType.STDOUT, 1, b"A: b\r\n\r\n" + END_OK) + END_OK,
+    fcgi_wire.encode_record(RecordType.STDOUT, 1, b"A: b\r\n\r\n")
+    + fcgi_wire.encode_record(RecordType.END_REQUEST, 1, bytes(4) + b"\x02" + bytes(3)),
+    fcgi_wire.encode_record(RecordType.STDOUT, 7, b"A: b\r\n\r\n") + END_OK,
+    fcgi_wire.encode_record(RecordType.PARAMS, 1, b"") + END_OK,
+    fcgi_wire.encode_record(RecordType.STDOUT, 1, b"A: b\r\n\r\n") + END_OK[:-1],
+    b"HTTP/1.1 400 Bad Request\r\n\r\n",
+    fcgi_wire.encode_record(RecordType.STDOUT, 1, b"no blank line") + END_OK,
+]
+
+
+def via_events(wire: bytes, chunk: int) -> object:
+    query = fcgi_wire.ResponderQuery({"SCRIPT_NAME": "/x"})
+    conn = query.connection
+    try:
+        for start in range(0, len(wire), chunk):
+            conn.receive_data(wire[start : start + chunk])
+            while (event := conn.next_event()) is not NEED_DATA:
+                result = query.handle(event)  # type: ignore[arg-type]
+                if result is not None:
+                    return result
+        conn.receive_data(b"")
+        while True:
+            result = query.handle(conn.next_event())  # type: ignore[arg-type]
+            if result is not None:
+                return result
+    except fcgi_wire.FastCGIError as exc:
+        return type(exc), str(exc)
+
+
+def via_receive_data(wire: bytes, chunk: int) -> object:
+    query = fcgi_wire.ResponderQuery({"SCRIPT_NAME": "/x"})
+    try:
+        for start in range(0, len(wire), chunk):
+            result = query.receive_data(wire[start : start + chunk])
+            if result is not None:
+                return result
+        return query.receive_data(b"")
+    except fcgi_wire.FastCGIError as exc:
+        return type(exc), str(exc)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 200, 1 << 20])
+@pytest.mark.parametrize("wire", REPLIES, ids=range(len(REPLIES)))
+def test_receive_data_gives_what_the_events_give(wire: bytes, chunk: int) -> None:
+    assert via_receive_data(wire, chunk) == via_events(wire, chunk)
+
+
+def test_send_request_is_the_three_events() -> None:
+    params = {"SCRIPT_NAME": "/x", "Ü": "ß" * 200}
+    for stdin in (b"", b"body", b"y" * 70000):
+        conn = Connection(request_id=3)
+        events = (
+            conn.send(BeginRequest()) + conn.send(Params(tuple(params.items()))) + conn.send(Stdin(stdin))
+        )
+        for _ in range(2):  # the second time from what it remembers
+            assert Connection(request_id=3).send_request(params, stdin) == events
+            assert Connection(request_id=3).send_request(list(params.items()), stdin) == events
+
+
+def test_send_request_sees_a_dict_changed_in_place() -> None:
+    params = {"SCRIPT_NAME": "/one"}
+    first = Connection().send_request(params)
+    params["SCRIPT_NAME"] = "/two"
+    second = Connection().send_request(params)
+    assert b"/one" in first and b"/two" in second and b"/one" not in second
+    keep = Connection().send_request(params, keep_conn=True)
+    assert decode_all([keep])[0].content == b"\x00\x01\x01\x00\x00\x00\x00\x00"
+    with pytest.raises(fcgi_wire.LocalProtocolError, match="one request per connection"):
+        conn = Connection()
+        conn.send_request(params)
+        conn.send_request(params)
+
+
+def test_unhashable_params_still_encode() -> None:
+    wire = Connection().send_request([(b"A", bytearray(b"b"))])
+    assert decode_all([wire])[1].content == b"\x01\x01Ab"
