@@ -34,7 +34,7 @@ from ._response import Response, ValuesReply
 from ._spec import MANAGEMENT_NAMES, Role
 from ._values import TYPE_CHECKING
 from .errors import ConnectionClosed, FastCGIError, LocalProtocolError, RequestRefused, Timeout
-from .transport import _RECV_SIZE, _connect, _Deadline, _deadline, _reason
+from .transport import _RECV_SIZE, _connect, _Deadline, _deadline, _reason, _send
 
 if TYPE_CHECKING:
     from typing import Dict, Iterable, List, Optional, Tuple, Union
@@ -164,13 +164,7 @@ class KeptConnection:
         sent = 0
         received = mux.received
         try:
-            try:
-                sock.settimeout(deadline.remaining("send", address))
-                sock.sendall(outgoing)
-            except socket.timeout:
-                raise Timeout("send", deadline.budget, address=str(address)) from None
-            except OSError as exc:
-                raise ConnectionClosed(f"sending the request failed: {_reason(exc)}") from None
+            _send(sock, outgoing, deadline, address)  # the blocking client's own send
             sent = len(outgoing)
             while pending:
                 got = mux.received - received

@@ -329,3 +329,15 @@ def run_async(coroutine: Coroutine[Any, Any, T], limit: float = 60.0) -> T:
         return await asyncio.wait_for(coroutine, limit)
 
     return asyncio.run(bounded())
+
+
+def open_fds() -> int:
+    """This process's open descriptors: what a client must not leave behind."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def address_of(server: ScriptedServer) -> fcgi_wire.Address:
+    """The fcgi_wire address a scripted server listens on."""
+    if server.family == "unix":
+        return fcgi_wire.UnixAddress(server.path)
+    return fcgi_wire.TcpAddress(server.host, server.port)

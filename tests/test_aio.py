@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 import re
 import socket
 import time
@@ -25,16 +24,6 @@ PING = {"SCRIPT_NAME": "/ping", "SCRIPT_FILENAME": "/ping", "REQUEST_METHOD": "G
 #: Generous: a shared, loaded two-core machine.
 TIMEOUT = 1.0
 SLACK = 2.0
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def address_of(server: servers.ScriptedServer) -> fcgi_wire.Address:
-    if server.family == "unix":
-        return fcgi_wire.UnixAddress(server.path)
-    return fcgi_wire.TcpAddress(server.host, server.port)
 
 
 def outcome(call: Callable[[], Any]) -> Tuple[str, str]:
@@ -64,7 +53,7 @@ def test_misbehaving_server_gives_what_the_blocking_client_gives(
     name: str, handler: servers.Handler, family: str
 ) -> None:
     with servers.ScriptedServer(handler, family=family) as server:
-        address = address_of(server)
+        address = servers.address_of(server)
         for blocking, asynchronous in [
             (
                 lambda: fcgi_wire.request(address, PING, timeout=TIMEOUT),
@@ -93,7 +82,7 @@ def test_hang_is_a_reply_timeout_within_the_deadline() -> None:
     with servers.ScriptedServer(servers.silent) as server:
         started = time.monotonic()
         with pytest.raises(fcgi_wire.Timeout) as caught:
-            servers.run_async(fcgi_wire.aio.request(address_of(server), PING, timeout=0.5))
+            servers.run_async(fcgi_wire.aio.request(servers.address_of(server), PING, timeout=0.5))
         assert time.monotonic() - started < 0.5 + SLACK
     assert caught.value.phase == "reply"
     assert caught.value.limit == pytest.approx(0.5)
@@ -107,7 +96,7 @@ def test_an_absolute_deadline_bounds_everything() -> None:
     with servers.ScriptedServer(servers.silent, family="unix") as server:
         started = time.monotonic()
         with pytest.raises(fcgi_wire.Timeout, match=r"no reply from \S+ within 0\.[34]\d*s"):
-            servers.run_async(fcgi_wire.aio.get_values(address_of(server), deadline=started + 0.4))
+            servers.run_async(fcgi_wire.aio.get_values(servers.address_of(server), deadline=started + 0.4))
         assert time.monotonic() - started < 0.4 + SLACK
 
 
@@ -117,7 +106,7 @@ def test_trickle_is_an_incomplete_reply() -> None:
         servers.ScriptedServer(handler_dripping(reply)) as server,
         pytest.raises(fcgi_wire.Timeout) as caught,
     ):
-        servers.run_async(fcgi_wire.aio.request(address_of(server), PING, timeout=0.6))
+        servers.run_async(fcgi_wire.aio.request(servers.address_of(server), PING, timeout=0.6))
     assert caught.value.phase == "reply-incomplete"
     assert caught.value.received > 0
 
@@ -140,7 +129,7 @@ def test_flood_hits_the_cap() -> None:
         pytest.raises(fcgi_wire.ReplyTooLarge, match="cap of 100000 bytes"),
     ):
         servers.run_async(
-            fcgi_wire.aio.request(address_of(server), PING, timeout=10, max_reply_bytes=100_000)
+            fcgi_wire.aio.request(servers.address_of(server), PING, timeout=10, max_reply_bytes=100_000)
         )
 
 
@@ -149,7 +138,7 @@ def test_garbage_is_a_protocol_error_naming_http() -> None:
         servers.ScriptedServer(servers.answers(b"HTTP/1.1 400 Bad Request\r\n\r\n")) as server,
         pytest.raises(fcgi_wire.RemoteProtocolError, match="seems to speak HTTP") as caught,
     ):
-        servers.run_async(fcgi_wire.aio.request(address_of(server), PING, timeout=5))
+        servers.run_async(fcgi_wire.aio.request(servers.address_of(server), PING, timeout=5))
     assert caught.value.head.startswith(b"HTTP/1.1 400")
     assert caught.value.address == f"127.0.0.1:{server.port}"
 
@@ -160,13 +149,13 @@ def test_reset_is_connection_closed(family: str) -> None:
         servers.ScriptedServer(servers.resets, family=family) as server,
         pytest.raises((fcgi_wire.ConnectionClosed, fcgi_wire.ConnectError)),
     ):
-        servers.run_async(fcgi_wire.aio.request(address_of(server), PING, timeout=5))
+        servers.run_async(fcgi_wire.aio.request(servers.address_of(server), PING, timeout=5))
 
 
 def test_refusal_is_typed() -> None:
     overloaded = servers.fastcgi_reply(b"", protocol_status=2)
     with servers.ScriptedServer(servers.responds(overloaded)) as server, pytest.raises(fcgi_wire.Overloaded):
-        servers.run_async(fcgi_wire.aio.request(address_of(server), PING, timeout=5))
+        servers.run_async(fcgi_wire.aio.request(servers.address_of(server), PING, timeout=5))
 
 
 # --- connecting -------------------------------------------------------------------------
@@ -186,21 +175,21 @@ def test_connect_failures_are_typed_as_the_blocking_ones(tmp_path: Any) -> None:
         (fcgi_wire.UnixAddress(str(regular)), fcgi_wire.NotASocket),
         (fcgi_wire.TcpAddress("no-such-host.invalid", 9000), fcgi_wire.NameResolutionError),
     ]
-    before = open_fds()
+    before = servers.open_fds()
     for address, kind in cases:
         with pytest.raises(kind) as caught:
             servers.run_async(fcgi_wire.aio.request(address, PING, timeout=10))
         with pytest.raises(kind) as blocking:
             fcgi_wire.request(address, PING, timeout=10)
         assert str(caught.value) == str(blocking.value)
-    assert open_fds() == before
+    assert servers.open_fds() == before
 
 
 def test_connect_timeout_apart_from_the_deadline() -> None:
     server = servers.ScriptedServer(accept=False)
     try:
         server.fill_backlog()
-        before = open_fds()
+        before = servers.open_fds()
         started = time.monotonic()
         with pytest.raises(fcgi_wire.Timeout) as caught:
             servers.run_async(
@@ -209,7 +198,7 @@ def test_connect_timeout_apart_from_the_deadline() -> None:
                 )
             )
         assert time.monotonic() - started < 0.3 + SLACK
-        assert open_fds() == before
+        assert servers.open_fds() == before
     finally:
         server.stop()
     assert caught.value.phase == "connect"
@@ -230,11 +219,11 @@ def test_cancelled_request_closes_its_socket() -> None:
     # Counted with the server stopped: its own ends of the connections are
     # descriptors of this process too.
     servers.run_async(asyncio.sleep(0))
-    before = open_fds()
+    before = servers.open_fds()
     with servers.ScriptedServer(servers.silent) as server:
-        servers.run_async(cancel_one(address_of(server)))
+        servers.run_async(cancel_one(servers.address_of(server)))
     gc.collect()
-    assert open_fds() == before
+    assert servers.open_fds() == before
 
 
 @pytest.mark.parametrize(
@@ -242,9 +231,9 @@ def test_cancelled_request_closes_its_socket() -> None:
 )
 def test_no_descriptor_outlives_a_misbehaving_server(name: str, handler: servers.Handler) -> None:
     servers.run_async(asyncio.sleep(0))  # the loop's own descriptors come and go with it
-    before = open_fds()  # with the server stopped: its ends of the connections count too
+    before = servers.open_fds()  # with the server stopped: its ends of the connections count too
     with servers.ScriptedServer(handler, family="unix") as server:
-        address = address_of(server)
+        address = servers.address_of(server)
         for call in (
             fcgi_wire.aio.request(address, PING, timeout=0.5),
             fcgi_wire.aio.get_values(address, timeout=0.5),
@@ -252,7 +241,7 @@ def test_no_descriptor_outlives_a_misbehaving_server(name: str, handler: servers
             with contextlib.suppress(fcgi_wire.FastCGIError):
                 servers.run_async(call)
     gc.collect()
-    assert open_fds() == before
+    assert servers.open_fds() == before
 
 
 # --- a real php-fpm -----------------------------------------------------------------------
@@ -328,10 +317,10 @@ def test_many_requests_on_one_loop_leave_no_socket(fpm: FpmPool) -> None:
         return [*first, *second]
 
     servers.run_async(asyncio.sleep(0))
-    before = open_fds()
+    before = servers.open_fds()
     responses = servers.run_async(many(), limit=240)
     gc.collect()
-    assert open_fds() == before
+    assert servers.open_fds() == before
     assert len(responses) == 250
     assert all((r.status, r.body) == (200, b"pong") for r in responses)
 

@@ -4,7 +4,6 @@ FCGI_MPXS_CONNS=1."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -17,31 +16,21 @@ from tests.fpm import FpmPool
 PING = {"SCRIPT_NAME": "/ping", "SCRIPT_FILENAME": "/ping", "REQUEST_METHOD": "GET"}
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def address_of(server: servers.ScriptedServer) -> fcgi_wire.Address:
-    if server.family == "unix":
-        return fcgi_wire.UnixAddress(server.path)
-    return fcgi_wire.TcpAddress(server.host, server.port)
-
-
 def script(name: str) -> dict:
     return {"SCRIPT_NAME": name, "SCRIPT_FILENAME": name, "REQUEST_METHOD": "POST"}
 
 
 @pytest.mark.parametrize("family", ["tcp", "ipv6", "unix"])
 def test_requests_one_after_another_on_one_connection(family: str) -> None:
-    before = open_fds()
+    before = servers.open_fds()
     with servers.MultiplexingServer(family=family) as server:
-        with fcgi_wire.open_connection(address_of(server), timeout=10) as conn:
+        with fcgi_wire.open_connection(servers.address_of(server), timeout=10) as conn:
             bodies = [conn.request(script(f"/s{n}"), b"in%d" % n, timeout=10).body for n in range(3)]
             assert not conn.closed
         assert conn.closed
         assert server.connections == 1
         assert server.requests == 3
-    assert open_fds() == before
+    assert servers.open_fds() == before
     assert [body.split(b" ", 1)[1] for body in bodies] == [
         b"script=/s0 body=in0",
         b"script=/s1 body=in1",
@@ -50,7 +39,10 @@ def test_requests_one_after_another_on_one_connection(family: str) -> None:
 
 
 def test_a_batch_is_multiplexed_and_answered_interleaved() -> None:
-    with servers.MultiplexingServer() as server, fcgi_wire.open_connection(address_of(server)) as conn:
+    with (
+        servers.MultiplexingServer() as server,
+        fcgi_wire.open_connection(servers.address_of(server)) as conn,
+    ):
         assert conn.get_values().values["FCGI_MPXS_CONNS"] == "1"
         batch = [(script(f"/m{n}"), b"x" * n) for n in range(6)]
         responses = conn.request_many(batch, timeout=10)
@@ -69,7 +61,10 @@ def test_a_batch_is_multiplexed_and_answered_interleaved() -> None:
 
 def test_a_refusal_ends_only_its_own_request() -> None:
     refused = {**script("/no"), "REFUSE": "1"}
-    with servers.MultiplexingServer() as server, fcgi_wire.open_connection(address_of(server)) as conn:
+    with (
+        servers.MultiplexingServer() as server,
+        fcgi_wire.open_connection(servers.address_of(server)) as conn,
+    ):
         with pytest.raises(fcgi_wire.Overloaded):
             conn.request_many([(script("/a"), b""), (refused, b""), (script("/b"), b"")])
         outcomes = conn.request_many([(script("/a"), b""), (refused, b"")], return_exceptions=True)
@@ -93,9 +88,9 @@ def test_a_refusal_ends_only_its_own_request() -> None:
     ids=["garbage", "silent", "hangs-up", "unknown-request-id"],
 )
 def test_an_error_closes_the_connection(handler: servers.Handler, error: type) -> None:
-    before = open_fds()
+    before = servers.open_fds()
     with servers.ScriptedServer(handler) as server:
-        conn = fcgi_wire.open_connection(address_of(server), timeout=5)
+        conn = fcgi_wire.open_connection(servers.address_of(server), timeout=5)
         started = time.monotonic()
         with pytest.raises(error) as caught:
             conn.request(PING, timeout=0.5)
@@ -103,7 +98,7 @@ def test_an_error_closes_the_connection(handler: servers.Handler, error: type) -
         assert conn.closed
         with pytest.raises(fcgi_wire.ConnectionClosed, match="the kept connection is closed"):
             conn.request(PING)
-    assert open_fds() == before
+    assert servers.open_fds() == before
     assert caught.value.address == f"127.0.0.1:{server.port}"
     if error is fcgi_wire.RemoteProtocolError and b"HTTP" in caught.value.head:
         assert "seems to speak HTTP" in str(caught.value)
@@ -120,12 +115,12 @@ def test_php_fpm_keeps_the_connection_for_requests_in_turn(fpm: FpmPool) -> None
     """Sequential keep-alive against the real thing (closed at once: a kept
     connection holds one of the pool's workers)."""
     for address in (fcgi_wire.TcpAddress("127.0.0.1", fpm.port), fcgi_wire.UnixAddress(str(fpm.socket_path))):
-        before = open_fds()
+        before = servers.open_fds()
         with fcgi_wire.open_connection(address, timeout=30) as conn:
             first = conn.request(PING, timeout=30)
             values = conn.get_values(timeout=30)
             second = conn.request(PING, timeout=30)
-        assert open_fds() == before
+        assert servers.open_fds() == before
         assert (first.body, second.body) == (b"pong", b"pong")
         assert values.values["FCGI_MPXS_CONNS"] == "0"
         assert fcgi_wire.request(address, PING, timeout=30).body == b"pong"

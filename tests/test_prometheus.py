@@ -6,18 +6,15 @@ sidecar exports."""
 
 from __future__ import annotations
 
-import json
 import re
-import signal
 import subprocess
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator
 
 import pytest
 
-from tests.fpm import FpmPool, free_port, wait_until
+from tests import prometheus
+from tests.fpm import FpmPool
 from tests.sidecar import Sidecar
 
 
@@ -64,50 +61,17 @@ def test_promtool_accepts_the_exposition(sidecar: Sidecar) -> None:
     assert values['phpfpm_start_since{pool="prom",target="tcp"}'] < 3600
 
 
-def query(port: int, promql: str) -> List[dict]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(promql)}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        result: List[dict] = json.load(response)["data"]["result"]
-    return result
-
-
 def test_a_real_prometheus_scrapes_the_sidecar(sidecar: Sidecar, pool: FpmPool, tmp_path: Path) -> None:
-    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
         f"scrape_configs:\n  - job_name: fpm\n    static_configs:\n      - targets: ['127.0.0.1:{sidecar.port}']\n"
     )
-    log_path = tmp_path / "prometheus.log"
-    log = log_path.open("w")
-    server = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    try:
-
-        def scraped() -> bool:
-            if server.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {log_path.read_text()[-2000:]}")
-            try:
-                return len(query(port, "phpfpm_up == 1")) == 2
-            except OSError:
-                return False
-
-        wait_until(scraped, 60, "Prometheus scraping the sidecar", interval=0.2)
-        total = query(port, 'phpfpm_total_processes{target="tcp"}')
+    with prometheus.running(config, tmp_path) as server:
+        server.wait_for(lambda: len(server.query("phpfpm_up == 1")) == 2, "Prometheus scraping the sidecar")
+        total = server.query('phpfpm_total_processes{target="tcp"}')
         assert total[0]["metric"]["pool"] == "prom" and total[0]["value"][1] == "3"
-        assert query(port, 'up{job="fpm"}')[0]["value"][1] == "1"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
-        log.close()
+        assert server.query('up{job="fpm"}')[0]["value"][1] == "1"
 
 
 RULES = Path(__file__).resolve().parent.parent / "contrib" / "prometheus"

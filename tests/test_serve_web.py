@@ -7,22 +7,19 @@ from __future__ import annotations
 
 import base64
 import http.client
-import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import bcrypt
 import pytest
 
-from tests.fpm import FpmPool, free_port, wait_until
+from tests import prometheus
+from tests.fpm import FpmPool, wait_until
 from tests.sidecar import Sidecar
 
 #: Generous: a slow, loaded 2-core machine.
@@ -213,13 +210,6 @@ def test_client_certificates_and_their_names(certs: Path, pool: FpmPool) -> None
         assert refused_or_error(Sidecar(port=sidecar.port, tls=client(certs, "stranger")))
 
 
-def query(port: int, promql: str) -> List[dict]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(promql)}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        result: List[dict] = json.load(response)["data"]["result"]
-    return result
-
-
 def test_a_real_prometheus_scrapes_over_tls_with_basic_auth(
     certs: Path, pool: FpmPool, tmp_path: Path
 ) -> None:
@@ -227,7 +217,6 @@ def test_a_real_prometheus_scrapes_over_tls_with_basic_auth(
     with Sidecar(
         *targets(pool), "--web.config.file", str(web), tls=client(certs), auth=("prometheus", PASSWORD)
     ) as sidecar:
-        port = free_port()
         job = (
             "  - job_name: {name}\n    scheme: https\n    tls_config: {{ca_file: '{ca}'}}\n"
             "    basic_auth: {{username: prometheus, password: '{password}'}}\n"
@@ -239,37 +228,16 @@ def test_a_real_prometheus_scrapes_over_tls_with_basic_auth(
             + job.format(name="fpm", ca=certs / "ca.crt", password=PASSWORD, port=sidecar.port)
             + job.format(name="wrong", ca=certs / "ca.crt", password="wrong", port=sidecar.port)  # noqa: S106
         )
-        log_path = tmp_path / "prometheus.log"
-        with log_path.open("w") as log:
-            server = subprocess.Popen(
-                [
-                    "prometheus",
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp_path / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
+        with prometheus.running(config, tmp_path) as server:
+            server.wait_for(
+                lambda: [r["value"][1] for r in server.query('phpfpm_up{job="fpm"}')] == ["1"],
+                "Prometheus scraping serve over TLS",
             )
-            try:
-
-                def scraped() -> bool:
-                    if server.poll() is not None:
-                        raise RuntimeError(f"prometheus exited: {log_path.read_text()[-2000:]}")
-                    try:
-                        return [r["value"][1] for r in query(port, 'phpfpm_up{job="fpm"}')] == ["1"]
-                    except OSError:
-                        return False
-
-                wait_until(scraped, 60, "Prometheus scraping serve over TLS", interval=0.2)
-                assert query(port, 'phpfpm_up{job="fpm"}')[0]["metric"]["pool"] == "www"
-                assert query(port, 'up{job="fpm"}')[0]["value"][1] == "1"
-                wait_until(lambda: query(port, 'up{job="wrong"}') != [], 60, "the wrong password tried")
-                assert query(port, 'up{job="wrong"}')[0]["value"][1] == "0"  # 401: no figures from it
-                assert query(port, 'phpfpm_up{job="wrong"}') == []
-            finally:
-                server.send_signal(signal.SIGTERM)
-                server.wait(30)
+            assert server.query('phpfpm_up{job="fpm"}')[0]["metric"]["pool"] == "www"
+            assert server.query('up{job="fpm"}')[0]["value"][1] == "1"
+            server.wait_for(lambda: server.query('up{job="wrong"}') != [], "the wrong password tried")
+            assert server.query('up{job="wrong"}')[0]["value"][1] == "0"  # 401: no figures from it
+            assert server.query('phpfpm_up{job="wrong"}') == []
 
 
 def serial(sidecar: Sidecar) -> str:
