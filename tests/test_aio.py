@@ -18,7 +18,7 @@ import fcgi_wire
 import fcgi_wire.aio
 from tests import servers
 from tests.fpm import FpmPool, free_port
-from tests.test_hostile import BEHAVIOURS
+from tests.hostile_servers import BEHAVIOURS
 
 PING = {"SCRIPT_NAME": "/ping", "SCRIPT_FILENAME": "/ping", "REQUEST_METHOD": "GET"}
 #: Generous: a shared, loaded two-core machine.

@@ -17,9 +17,9 @@ import pytest
 
 from tests.conftest import BIN, CHECK, run_check
 from tests.engines import INSTALLED_PLUGIN, ROOT
+from tests.icinga2 import validate
 from tests.layouts import Layouts
-from tests.test_icinga2 import validate
-from tests.test_nagios import nagios_cfg
+from tests.nagios import nagios_cfg
 
 
 @pytest.fixture(scope="module")

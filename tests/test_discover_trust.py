@@ -24,8 +24,8 @@ import pytest
 from tests.conftest import CHECK, run_check
 from tests.engines import ROOT
 from tests.fpm import find_php_fpm, wait_until
-from tests.test_icinga2 import validate
-from tests.test_nagios import nagios_cfg
+from tests.icinga2 import defines, icinga2, perfdata_lines, validate
+from tests.nagios import nagios_cfg
 from tests.users import LocalUser
 
 #: What an injected monit block, Nagios service or Icinga 2 object would be called.
@@ -447,8 +447,6 @@ def test_icinga2_runs_a_dollar_as_a_dollar(tmp_path: Path) -> None:
     ($host.vars.secret$) reaches the plugin as it is, never resolved. (The
     check interval is shortened so the first check comes at once; nothing
     else of discover's output is changed.)"""
-    from tests.test_icinga2 import defines, icinga2, perfdata_lines  # noqa: PLC0415
-
     config = tmp_path / "php-fpm.conf"
     config.write_text(f"[global]\n[macro]\nlisten = {tmp_path}/a$host.vars.secret$b.sock\n")
     services = tmp_path / "discovered.conf"

@@ -5,53 +5,24 @@ stock /etc/icinga2 as it is, next to every contrib file."""
 
 from __future__ import annotations
 
-import glob
-import grp
-import os
-import pwd
 import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator
 
 import pytest
 
 from tests.conftest import BIN, CHECK
 from tests.engines import ROOT
 from tests.fpm import FpmPool, wait_until
+from tests.icinga2 import defines, icinga2, perfdata_lines, validate
 
-ICINGA2 = "/usr/lib/x86_64-linux-gnu/icinga2/sbin/icinga2"
 CONTRIB = ROOT / "contrib" / "icinga2"
 #: What Debian's icinga2-common installs (icinga2-bin depends on it).
 STOCK = Path("/etc/icinga2")
 #: Where Debian's check-fastcgi package puts the CheckCommand.
 PACKAGED = Path("/usr/share/icinga2/include/plugins-contrib.d")
-
-
-def icinga2() -> str:
-    found = sorted(glob.glob("/usr/lib/*/icinga2/sbin/icinga2"))
-    return found[0] if found else ICINGA2
-
-
-def defines(workdir: Path) -> List[str]:
-    """Every path the daemon writes, moved into the test's directory."""
-    paths = {
-        "DataDir": "data",
-        "LogDir": "log",
-        "CacheDir": "cache",
-        "SpoolDir": "spool",
-        "InitRunDir": "run",
-        "PidPath": "run/icinga2.pid",
-        "VarsPath": "cache/icinga2.vars",
-        "ObjectsPath": "cache/icinga2.debug",
-        "ModAttrPath": "data/modified-attributes.conf",
-    }
-    for sub in ("data", "log", "cache", "spool", "run", "perfdata"):
-        (workdir / sub).mkdir(exist_ok=True)
-    user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
-    out = [f"-DConfiguration.{name}={workdir / rel}" for name, rel in paths.items()]
-    return [*out, f"-DConfiguration.RunAsUser={user}", f"-DConfiguration.RunAsGroup={group}"]
 
 
 def main_conf(workdir: Path, pool: FpmPool) -> Path:
@@ -101,30 +72,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
         yield workdir, pool, main_conf(workdir, pool)
 
 
-def validate(conf: Path, workdir: Path) -> str:
-    """`icinga2 daemon -C` on a config: what it printed, once it accepted it."""
-    done = subprocess.run(
-        [icinga2(), "daemon", "-C", "-c", str(conf), *defines(workdir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout[-3000:]
-    return done.stdout
-
-
 def test_config_validates(setup: tuple) -> None:
     workdir, _, conf = setup
     assert "Instantiated 2 Services." in validate(conf, workdir)
-
-
-def perfdata_lines(workdir: Path) -> List[Dict[str, str]]:
-    lines = []
-    for path in (workdir / "perfdata").glob("service-perfdata*"):
-        # Whatever follows the last newline is a line still being written.
-        for line in path.read_text(errors="replace").split("\n")[:-1]:
-            lines.append(dict(field.split("::", 1) for field in line.split("\t") if "::" in field))
-    return lines
 
 
 def test_the_daemon_runs_the_checks(setup: tuple) -> None:

@@ -32,7 +32,7 @@ import pytest
 from tests.conftest import BIN, CHECK
 from tests.engines import ROOT, for_test_pool
 from tests.fpm import FpmPool, free_port, wait_until
-from tests.test_icinga2 import defines, icinga2
+from tests.icinga2 import defines, icinga2
 
 CONTRIB = ROOT / "contrib" / "icinga2"
 MASTER, AGENT = "master.test", "agent.test"

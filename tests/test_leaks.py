@@ -13,7 +13,7 @@ import pytest
 import fcgi_wire
 from tests import servers
 from tests.fpm import free_port
-from tests.test_hostile import BEHAVIOURS
+from tests.hostile_servers import BEHAVIOURS
 
 
 def open_fds() -> int:

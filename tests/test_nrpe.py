@@ -29,7 +29,7 @@ import pytest
 from tests.conftest import CHECK
 from tests.engines import INSTALLED_PLUGIN, ROOT, for_test_pool
 from tests.fpm import FpmPool, free_port, wait_until
-from tests.test_nagios import nagios_cfg, service_status
+from tests.nagios import nagios_cfg, service_status
 from tests.users import LocalUser
 
 NRPE = "/usr/sbin/nrpe"
