@@ -23,7 +23,7 @@ from tests.conftest import assert_plugin_output, run_check
         (["handshake", "-H", "[::1]:9000", "-p", "9001"], "the port is given twice"),
         (["handshake", "-t", "0"], "must be more than 0 seconds"),
         (["handshake", "-t", "soon"], "'soon' is not a number of seconds"),
-        (["handshake", "-w", "10:1"], "argument -w/--warning: invalid Range value"),
+        (["handshake", "-w", "10:1"], "-w/--warning: '10:1' is not a Nagios range (10, 10:, ~:10"),
         (["handshake", "--timeout-state", "ok"], "argument --timeout-state: invalid choice"),
         (["handshake", "--max-reply-bytes", "0"], "must be at least 1"),
         (["handshake", "--frobnicate"], "unrecognized arguments: --frobnicate"),
@@ -169,7 +169,7 @@ def test_arguments_that_cannot_work_are_usage_errors(args: list, message: str) -
 def test_a_metric_given_twice_is_a_usage_error() -> None:
     outcome = run_check("status", "-c", "active_percent=80", "-c", "active_percent=90")
     assert outcome.code == 3
-    assert "-c active_percent is given twice (80 and 90): keep one" in outcome.first_line
+    assert "-c/--critical active_percent is given twice (80 and 90): keep one" in outcome.first_line
 
 
 def test_a_forgotten_mode_is_named() -> None:

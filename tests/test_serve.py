@@ -307,7 +307,7 @@ def test_waiting_for_a_turn_counts_against_the_deadline() -> None:
         ('[targets.a]\naddress = "127.0.0.1:9"\nwarning = "x"', "target a: warning must be a table, not 'x'"),
         (
             '[targets.a]\naddress = "127.0.0.1:9"\nmax_children = true',
-            "target a: max_children must be a whole number, not 'True'",
+            "target a: max_children must be a whole number from 1 to 2147483647, not 'True'",
         ),
         (
             '[targets.a]\naddress = "127.0.0.1:9"\nfull = "no"',

@@ -187,7 +187,7 @@ def test_listen_queue_threshold_over_unix_socket_is_pointed_out(pool: FpmPool) -
         (["-c", "active_processes"], "is not METRIC=RANGE"),
         (["-c", "active_processes=20:10"], "'20:10' is not a Nagios range"),
         (["-c", "longest_request=5"], "a threshold on longest_request needs --full"),
-        (["--max-children", "0"], "--max-children must be at least 1"),
+        (["--max-children", "0"], "--max-children must be a whole number from 1 to 2147483647, not '0'"),
     ],
 )
 def test_threshold_usage_errors(args: list, message: str) -> None:

@@ -14,7 +14,7 @@ from . import __version__, runner
 from .output import FORMATS
 
 if TYPE_CHECKING:
-    from typing import Any, Dict, NoReturn, Optional, Sequence
+    from typing import Any, Callable, Dict, NoReturn, Optional, Sequence
 
     from .modes import Mode
     from .output import Output
@@ -176,6 +176,12 @@ def build_parser(modes: Dict[str, Mode], output: Output) -> PluginArgumentParser
         _add_common_options(sub)
         mode.add_arguments(sub)
     return parser
+
+
+def option_names(parser: argparse.ArgumentParser) -> Callable[[str], str]:
+    """How a message names a setting: by its option (``-w/--warning``)."""
+    names = {action.dest: "/".join(action.option_strings) for action in parser._actions}
+    return lambda key: names.get(key, key)
 
 
 def load(names: Sequence[str]) -> Dict[str, Mode]:

@@ -3,8 +3,6 @@ name, never the plugin's own environment (cgi-fcgi's classic mistake)."""
 
 from __future__ import annotations
 
-import argparse
-
 from fcgi_wire._values import TYPE_CHECKING
 
 from . import __version__
@@ -14,10 +12,10 @@ if TYPE_CHECKING:
 
 
 def param_pair(text: str) -> Tuple[str, str]:
-    """argparse type for --param NAME=VALUE."""
+    """--param NAME=VALUE; a ValueError that says what it is not."""
     name, equals, value = text.partition("=")
     if not equals or not name or name != name.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+        raise ValueError(f"{text!r} is not NAME=VALUE")
     return name, value
 
 

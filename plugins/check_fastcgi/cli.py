@@ -54,6 +54,7 @@ def _run(argv: List[str], output: Output) -> NoReturn:
     from fcgi_wire import DEFAULT_MAX_REPLY_BYTES  # noqa: PLC0415
 
     from . import arguments  # noqa: PLC0415
+    from .settings import Settings  # noqa: PLC0415
     from .target import Limits, Target, UsageError, parse_address  # noqa: PLC0415
 
     problem = _missing_mode(argv)
@@ -67,7 +68,7 @@ def _run(argv: List[str], output: Output) -> NoReturn:
     args = parser.parse_args(argv[1:])
     output.verbosity = args.verbose
     try:
-        options = mode.options(args)
+        options = mode.options_type.from_settings(Settings(vars(args), arguments.option_names(parser)))
         address = parse_address(args.host, args.port, args.socket)
     except UsageError as exc:
         parser.error(str(exc))

@@ -6,7 +6,7 @@ import fcgi_wire
 from fcgi_wire._values import TYPE_CHECKING, Value
 
 if TYPE_CHECKING:
-    from typing import Optional, Tuple
+    from typing import List, Optional, Tuple
 
     from fcgi_wire import Address
     from fcgi_wire._exchanges import ParamsLike
@@ -77,21 +77,29 @@ def parse_address(host: Optional[str], port: Optional[str], socket_path: Optiona
     if socket_path is not None:
         if host is not None or port is not None:
             raise UsageError("-s/--socket excludes -H/--host and -p/--port")
-        return fcgi_wire.UnixAddress(_unix_path(socket_path))
+        return fcgi_wire.UnixAddress(unix_path(socket_path))
     host = DEFAULT_HOST if host is None else host.strip()
     if not host:
         raise UsageError("-H/--host is empty")
     if host.startswith("/"):
         if port is not None:
             raise UsageError(f"-H {host} is a Unix socket path, which has no port: drop -p")
-        return fcgi_wire.UnixAddress(_unix_path(host))
+        return fcgi_wire.UnixAddress(unix_path(host))
     host, embedded_port = _split_port(host)
     if embedded_port is not None:
         if number is not None:
             raise UsageError(f"the port is given twice: in -H and as -p {number}")
         number = check_port(embedded_port)
-    _check_host(host)
+    check_host(host)
     return fcgi_wire.TcpAddress(host, DEFAULT_PORT if number is None else number)
+
+
+def target_arguments(address: Address) -> List[str]:
+    """``-s PATH`` or ``-H HOST -p PORT``: the command line that gives the
+    address back (parse_address's inverse)."""
+    if isinstance(address, fcgi_wire.UnixAddress):
+        return ["-s", address.path]
+    return ["-H", address.host, "-p", str(address.port)]
 
 
 def _split_port(host: str) -> Tuple[str, Optional[str]]:
@@ -115,7 +123,7 @@ def _valid_label(label: str) -> bool:
     return 1 <= len(label) <= 63 and set(label) <= _LABEL_CHARACTERS and label[0] != "-" and label[-1] != "-"
 
 
-def _unix_path(path: str) -> str:
+def unix_path(path: str) -> str:
     size = len(path.encode("utf-8", "surrogateescape"))
     if size > MAX_UNIX_PATH:
         raise UsageError(
@@ -127,7 +135,7 @@ def _unix_path(path: str) -> str:
     return path
 
 
-def _check_host(host: str) -> None:
+def check_host(host: str) -> None:
     """A name the resolver could look up at all: IP literals pass; names
     need labels of 1 to 63 characters (the idna codec raises otherwise, and
     a resolver would only say "not found")."""

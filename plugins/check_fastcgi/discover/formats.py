@@ -22,6 +22,8 @@ import re
 import shlex
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from fcgi_wire import UnixAddress
+
 from ..fpm.config_files import Problem
 from .pools import Pool
 
@@ -59,9 +61,11 @@ _ZABBIX_UNSAFE = frozenset("\\'\"`*?[]{}~$!&;()<>|#@\n")
 
 def _zabbix_refusal(pool: Pool) -> Optional[str]:
     """Why a pool's values cannot go into Zabbix item keys, or None. An
-    IPv6 listen's brackets are the one exception: its host (target[1],
-    without them) is an IP literal."""
-    keyed = (pool.name, pool.target[1], pool.ping_path, pool.status_path, pool.ping_response)
+    IPv6 listen's brackets are the one exception: its host (without them)
+    is an IP literal."""
+    address = pool.address
+    where = address.path if isinstance(address, UnixAddress) else address.host
+    keyed = (pool.name, where, pool.ping_path, pool.status_path, pool.ping_response)
     if any(_ZABBIX_UNSAFE & set(value) for value in keyed):
         return f"{pool.title}: left out, a value holds a character Zabbix agents refuse in keys"
     return None
@@ -76,7 +80,9 @@ def zabbix(pools: Sequence[Pool], problems: Sequence[Problem], **_: str) -> str:
         if refusal:
             left_out.append(refusal)
             continue
-        host, port = (pool.target[1], pool.target[3]) if not pool.is_unix else ("", "")
+        address = pool.address
+        socket = address.path if isinstance(address, UnixAddress) else ""
+        host, port = ("", "") if isinstance(address, UnixAddress) else (address.host, str(address.port))
         data.append(
             {
                 "{#POOL}": pool.name,
@@ -84,7 +90,7 @@ def zabbix(pools: Sequence[Pool], problems: Sequence[Problem], **_: str) -> str:
                 "{#VERSION}": pool.config.version,
                 "{#LISTEN}": pool.listen,
                 "{#TRANSPORT}": "unix" if pool.is_unix else "tcp",
-                "{#SOCKET}": pool.target[1] if pool.is_unix else "",
+                "{#SOCKET}": socket,
                 "{#HOST}": host,
                 "{#PORT}": port,
                 "{#PM}": pool.pm,

@@ -16,6 +16,7 @@ from fcgi_wire._values import Value
 
 from ..fpm.config_files import Budget, Problem, default_masters, read_master
 from ..fpm.masters import running_masters
+from ..target import UsageError
 from ..text import printable
 from .formats import FORMATS, PLUGIN
 from .pools import Pool, as_pool, qualify
@@ -141,13 +142,10 @@ def discover(
         reading = read_master(master, budget)
         problems += reading.problems
         for config in reading.pools:
-            pool = as_pool(config)
-            if pool is None:
-                problems.append(
-                    Problem(config.file, config.line, f"pool [{config.name}]: listen is no address")
-                )
-            else:
-                pools.append(pool)
+            try:
+                pools.append(as_pool(config))
+            except UsageError as exc:
+                problems.append(Problem(config.file, config.line, f"pool [{config.name}]: {exc}"))
     problems.sort(key=lambda problem: (problem.file, problem.line))
     return Discovery(qualify(pools), problems, masters, skipped)
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import grp
-import ipaddress
 import os
 import pwd
 import stat
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from fcgi_wire import UnixAddress
 from fcgi_wire._values import Value
 
 from ..fpm.config_files import PoolConfig
-from ..target import parse_address
+from ..fpm.listen import listen_address
+from ..modes import load
+from ..settings import Settings
+from ..target import UsageError, target_arguments
 from ..text import printable
+
+if TYPE_CHECKING:
+    from fcgi_wire import Address
 
 DEFAULT_PING = "/ping"
 DEFAULT_STATUS = "/status"
@@ -24,10 +29,10 @@ class Pool(Value):
     """A pool and how check_fastcgi reaches it."""
 
     config: PoolConfig
-    #: The target options for check_fastcgi: ["-s", PATH] or ["-H", HOST, "-p", PORT].
-    target: Tuple[str, ...]
+    #: Where check_fastcgi connects: FPM's listen.
+    address: Address
     #: The same for the status page: pm.status_listen when set (PHP 8.0+).
-    status_target: Tuple[str, ...]
+    status_address: Address
     socket: str  # "owner:group mode" of the Unix socket, or "" for TCP
     #: What tells this pool from others of its name: the PHP version, or
     #: the master's configuration when versions do not tell them apart.
@@ -45,14 +50,11 @@ class Pool(Value):
     @property
     def listen(self) -> str:
         """The address as check_fastcgi takes it: a path or HOST:PORT."""
-        if self.target[0] == "-s":
-            return self.target[1]
-        host = self.target[1]
-        return f"[{host}]:{self.target[3]}" if ":" in host else f"{host}:{self.target[3]}"
+        return str(self.address)
 
     @property
     def is_unix(self) -> bool:
-        return self.target[0] == "-s"
+        return isinstance(self.address, UnixAddress)
 
     @property
     def ping_path(self) -> str:
@@ -100,57 +102,27 @@ class Pool(Value):
             hints.append(f"set ping.path = {DEFAULT_PING} in [{self.name}] to enable ping")
         return hints
 
+    def settings(self, mode: str) -> Dict[str, str]:
+        """What the pool's configuration says of a mode's options, as the
+        mode's from_settings reads them: FPM's ping path and answer, its
+        status path, pool name and pm.max_children."""
+        if mode == "ping":
+            return {"path": self.ping_path or DEFAULT_PING, "expect": self.ping_response or "pong"}
+        if mode == "status":
+            found = {"path": self.status_path or DEFAULT_STATUS, "pool": self.name}
+            if self.max_children:
+                found["max_children"] = self.max_children
+            return found
+        return {}
+
+    def options(self, mode: str) -> Any:
+        """The mode's options for this pool, built as the command line builds them."""
+        return load(mode).options_type.from_settings(Settings(self.settings(mode)))
+
     def check_args(self, mode: str) -> List[str]:
         """check_fastcgi's arguments for a mode, as discovered."""
-        if mode == "ping":
-            args = list(self.target)
-            if self.ping_path != DEFAULT_PING:
-                args += ["--path", self.ping_path]
-            if self.ping_response and self.ping_response != "pong":
-                args += ["-e", self.ping_response]
-            elif self.ping_path != DEFAULT_PING:
-                args += ["-e", "pong"]
-            return args
-        if mode == "status":
-            args = list(self.status_target)
-            if self.status_path != DEFAULT_STATUS:
-                args += ["--path", self.status_path]
-            args += ["--pool", self.name]
-            if self.max_children:
-                args += ["--max-children", self.max_children]
-            return args
-        return list(self.target)
-
-
-def check_target(listen: str) -> Optional[Tuple[str, ...]]:
-    """FPM's listen value as check_fastcgi's target options: ``9000`` and
-    ``0.0.0.0:9000`` listen on every IPv4 address (reached on 127.0.0.1),
-    ``[::]:9000`` on every IPv6 one ([::1]); a path is a Unix socket.
-    None when it is no address the plugin takes (a port past 65535, a host
-    that is no name nor IP literal)."""
-    value = listen.strip()
-    try:
-        if value.startswith("/"):
-            address = parse_address(None, None, value)
-        else:
-            if value.isdecimal():
-                value = f"127.0.0.1:{value}"
-            host, _, port = value.rpartition(":")
-            if host.startswith("[") and host.endswith("]"):
-                host = host[1:-1]
-            host = _EVERY_ADDRESS.get(host, host)
-            if ":" in host:
-                ipaddress.IPv6Address(host)  # the plugin's own check lets any ':' pass
-            address = parse_address(host, port, None)
-    except ValueError:  # UsageError included
-        return None
-    if isinstance(address, UnixAddress):
-        return ("-s", address.path)
-    return ("-H", address.host, "-p", str(address.port))
-
-
-#: FPM's listen on every address, and where a check reaches it.
-_EVERY_ADDRESS = {"0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "::": "::1"}  # noqa: S104 - read, not bound
+        address = self.status_address if mode == "status" else self.address
+        return [*target_arguments(address), *self.options(mode).arguments()]
 
 
 def socket_owner(pool: PoolConfig, path: str) -> str:
@@ -181,13 +153,18 @@ def _group(gid: int) -> str:
         return str(gid)
 
 
-def as_pool(config: PoolConfig) -> Optional[Pool]:
-    target = check_target(config.get("listen"))
-    if target is None:
-        return None
-    status_target = check_target(config.get("pm.status_listen")) or target
-    socket = socket_owner(config, target[1]) if target[0] == "-s" else ""
-    return Pool(config, target, status_target, socket, config.version)
+def as_pool(config: PoolConfig) -> Pool:
+    """The pool to monitor; a UsageError says why there is none (its listen
+    is no address, or a setting no check takes)."""
+    address = listen_address(config.get("listen"))
+    if address is None:
+        raise UsageError("listen is no address")
+    status_address = listen_address(config.get("pm.status_listen")) or address
+    socket = socket_owner(config, address.path) if isinstance(address, UnixAddress) else ""
+    pool = Pool(config, address, status_address, socket, config.version)
+    for mode in pool.monitored():
+        pool.options(mode)  # what the checks will be given, refused here rather than there
+    return pool
 
 
 def qualify(pools: List[Pool]) -> List[Pool]:

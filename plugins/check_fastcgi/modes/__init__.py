@@ -2,9 +2,10 @@
 ``Mode`` subclass; the command line imports only the module it needs.
 
 To add a mode: write ``modes/NAME.py`` with a Mode subclass (its help
-texts, perfdata labels, arguments, frozen options built from argparse, and
-a nagiosplugin Check built from those options and a Target), then add NAME
-to ``NAMES``.
+texts, perfdata labels, arguments, and a nagiosplugin Check built from its
+options and a Target) and its options class, whose ``from_settings`` is
+the one place the options are built, from the command line, serve's
+configuration and discover alike; then add NAME to ``NAMES``.
 """
 
 from __future__ import annotations
@@ -35,11 +36,10 @@ class Mode:
         """The mode's own options (target and limits are common to all)."""
         raise NotImplementedError
 
-    def options(self, args: argparse.Namespace) -> Any:
-        """The mode's frozen options, built from the parsed command line;
-        raises target.UsageError for a combination the parser cannot see.
-        Only here is the Namespace read."""
-        raise NotImplementedError
+    #: The mode's frozen options: ``from_settings(Settings)`` builds them
+    #: (raising target.UsageError for a value or combination that cannot
+    #: work), ``arguments()`` gives the command line back.
+    options_type: Any
 
     def check(self, options: Any, target: Target) -> nagiosplugin.Check:
         """The check to run."""

@@ -23,11 +23,18 @@ def fastcgi_check(*objects: Any) -> nagiosplugin.Check:
 
 
 def add_response_time_thresholds(group: argparse._ArgumentGroup) -> None:
-    """-w/-c as ranges on the response time in seconds (handshake, ping)."""
+    """-w/-c as ranges on the response time in seconds (handshake, ping);
+    from_settings reads them with ``nagios_range``."""
     for short, long in (("-w", "--warning"), ("-c", "--critical")):
-        group.add_argument(
-            short, long, metavar="RANGE", type=nagiosplugin.Range, help="response time in seconds"
-        )
+        group.add_argument(short, long, metavar="RANGE", help="response time in seconds")
+
+
+def nagios_range(text: str) -> nagiosplugin.Range:
+    """A threshold in Nagios range syntax; a ValueError that says so."""
+    try:
+        return nagiosplugin.Range(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a Nagios range (10, 10:, ~:10, 10:20, @10:20)") from None
 
 
 def response_time_context(
@@ -62,3 +69,14 @@ class FastCGISummary(nagiosplugin.Summary):
             elif result.state != nagiosplugin.Ok:
                 lines.append(f"{result.state}: {result}")
         return lines
+
+
+def range_arguments(
+    warning: Optional[nagiosplugin.Range], critical: Optional[nagiosplugin.Range]
+) -> List[str]:
+    """-w/-c for the ranges that are set: the command line that gives them back."""
+    found: List[str] = []
+    for option, value in (("-w", warning), ("-c", critical)):
+        if value is not None:
+            found += [option, str(value)]
+    return found

@@ -17,12 +17,20 @@ from fcgi_wire._values import TYPE_CHECKING, Value
 from ..failures import FailureContext, failure_metric, from_error
 from ..text import human_seconds, printable
 from . import Mode
-from .common import FastCGISummary, add_response_time_thresholds, fastcgi_check, response_time_context
+from .common import (
+    FastCGISummary,
+    add_response_time_thresholds,
+    fastcgi_check,
+    nagios_range,
+    range_arguments,
+    response_time_context,
+)
 
 if TYPE_CHECKING:
     import argparse
     from typing import Iterator, List, Optional
 
+    from ..settings import Settings
     from ..target import Target
 
 #: Labels of our own: a value the server names "time" must not replace them.
@@ -36,6 +44,18 @@ _MAX_DIGITS = 18
 class HandshakeOptions(Value):
     warning: Optional[nagiosplugin.Range] = None
     critical: Optional[nagiosplugin.Range] = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HandshakeOptions:
+        """The options from their settings (keys: warning, critical)."""
+        return cls(
+            warning=settings.parsed("warning", nagios_range),
+            critical=settings.parsed("critical", nagios_range),
+        )
+
+    def arguments(self) -> List[str]:
+        """Command-line arguments that give these options back."""
+        return range_arguments(self.warning, self.critical)
 
 
 def perfdata_label(name: str) -> str:
@@ -109,6 +129,7 @@ Sends one FCGI_GET_VALUES record (request id 0) asking for FCGI_MAX_CONNS,
 FCGI_MAX_REQS and FCGI_MPXS_CONNS, and is OK when FCGI_GET_VALUES_RESULT (or
 FCGI_UNKNOWN_TYPE) comes back. No script runs. PHP-FPM answers from a worker,
 so this waits for a free one; for PHP-FPM the ping mode is the better probe."""
+    options_type = HandshakeOptions
     perfdata = (
         ("time", "s", "time from connect to the answer"),
         ("max_conns", "", "FCGI_MAX_CONNS, when the server reports it"),
@@ -118,9 +139,6 @@ so this waits for a free one; for PHP-FPM the ping mode is the better probe."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_response_time_thresholds(parser.add_argument_group("thresholds"))
-
-    def options(self, args: argparse.Namespace) -> HandshakeOptions:
-        return HandshakeOptions(warning=args.warning, critical=args.critical)
 
     def check(self, options: HandshakeOptions, target: Target) -> nagiosplugin.Check:
         return fastcgi_check(

@@ -3,7 +3,6 @@ health script, matching the HTTP status and the body."""
 
 from __future__ import annotations
 
-import argparse
 import re
 
 import nagiosplugin
@@ -14,13 +13,23 @@ from fcgi_wire._values import TYPE_CHECKING, Value
 
 from ..cgi_params import build_params, param_pair
 from ..failures import FailureContext, failure_metric, from_error
+from ..target import UsageError
 from ..text import human_seconds, printable, quoted
 from . import Mode
-from .common import FastCGISummary, add_response_time_thresholds, fastcgi_check, response_time_context
+from .common import (
+    FastCGISummary,
+    add_response_time_thresholds,
+    fastcgi_check,
+    nagios_range,
+    range_arguments,
+    response_time_context,
+)
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Dict, Iterator, List, Optional, Pattern, Tuple
 
+    from ..settings import Settings
     from ..target import Target
 
 #: PHP-FPM's pool template (www.conf) and Debian ship ``ping.path = /ping``
@@ -40,11 +49,9 @@ class StatusRanges:
             try:
                 bounds = (int(low), int(high) if dash else int(low))
             except ValueError:
-                raise argparse.ArgumentTypeError(
-                    f"{text!r} is not a list of statuses like 200-299,301"
-                ) from None
+                raise ValueError(f"{text!r} is not a list of statuses like 200-299,301") from None
             if not 100 <= bounds[0] <= bounds[1] <= 999:
-                raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a status range within 100-999")
+                raise ValueError(f"{part.strip()!r} is not a status range within 100-999")
             self.ranges.append(bounds)
 
     def __contains__(self, status: int) -> bool:
@@ -53,12 +60,18 @@ class StatusRanges:
     def __str__(self) -> str:
         return self.text
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StatusRanges) and other.ranges == self.ranges
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.ranges))
+
 
 def _regex(text: str) -> Pattern[str]:
     try:
         return re.compile(text)
     except re.error as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression: {exc}") from None
+        raise ValueError(f"{text!r} is not a regular expression: {exc}") from None
 
 
 class PingOptions(Value):
@@ -73,6 +86,56 @@ class PingOptions(Value):
     expect_status: StatusRanges = StatusRanges("200")
     warning: Optional[nagiosplugin.Range] = None
     critical: Optional[nagiosplugin.Range] = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PingOptions:
+        """The options from their settings, keyed as the command line's
+        destinations: path, script_filename, query, method, body, param
+        (NAME=VALUE strings), expect, regex, expect_status, warning, critical."""
+        params = []
+        for text in settings.texts("param"):
+            try:
+                params.append(param_pair(text))
+            except ValueError as exc:
+                raise UsageError(f"{settings.name('param')}: {exc}") from None
+        return cls(
+            path=settings.text("path", DEFAULT_PATH),
+            script_filename=settings.optional_text("script_filename"),
+            query=settings.text("query"),
+            method=settings.text("method", "GET").upper(),
+            body=settings.text("body").encode("utf-8", "surrogateescape"),
+            params=tuple(params),
+            expect=settings.optional_text("expect"),
+            regex=settings.parsed("regex", _regex),
+            expect_status=settings.parsed("expect_status", StatusRanges) or StatusRanges("200"),
+            warning=settings.parsed("warning", nagios_range),
+            critical=settings.parsed("critical", nagios_range),
+        )
+
+    def arguments(self) -> List[str]:
+        """Command-line arguments that give these options back: what
+        differs from the defaults (an expectation the path implies, "pong"
+        for /ping, is left out)."""
+        found: List[str] = []
+        if self.path != DEFAULT_PATH:
+            found += ["--path", self.path]
+        if self.script_filename is not None:
+            found += ["--script-filename", self.script_filename]
+        if self.query:
+            found += ["--query", self.query]
+        if self.method != "GET":
+            found += ["--method", self.method]
+        if self.body:
+            found += ["--body", self.body.decode("utf-8", "surrogateescape")]
+        for name, value in self.params:
+            found += ["--param", f"{name}={value}"]
+        if self.expect is not None and self.expect != expected_text(self._replace(expect=None)):
+            found += ["-e", self.expect]
+        if self.regex is not None:
+            found += ["-r", self.regex.pattern]
+        if self.expect_status != StatusRanges("200"):
+            found += ["--expect-status", str(self.expect_status)]
+        return found + range_arguments(self.warning, self.critical)
 
     @property
     def default_path(self) -> bool:
@@ -215,6 +278,7 @@ HTTP status (from the Status: header; none means 200) and the body. By default
 it asks PHP-FPM's ping path /ping and expects "pong", which needs
 ping.path = /ping in the pool. For a health script, give --path (the URL
 path) and --script-filename (the file on the server)."""
+    options_type = PingOptions
     perfdata = (
         ("time", "s", "time from connect to the end of the response"),
         ("size", "B", "size of the response body"),
@@ -222,16 +286,14 @@ path) and --script-filename (the file on the server)."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         request = parser.add_argument_group("request")
-        request.add_argument(
-            "--path", default=DEFAULT_PATH, help="SCRIPT_NAME, REQUEST_URI, DOCUMENT_URI (default /ping)"
-        )
+        request.add_argument("--path", help="SCRIPT_NAME, REQUEST_URI, DOCUMENT_URI (default /ping)")
         request.add_argument(
             "--script-filename",
             metavar="FILE",
             help="SCRIPT_FILENAME, the file on the server (default: the path)",
         )
-        request.add_argument("--query", default="", metavar="STRING", help="QUERY_STRING")
-        request.add_argument("--method", default="GET", type=str.upper, help="REQUEST_METHOD (default GET)")
+        request.add_argument("--query", metavar="STRING", help="QUERY_STRING")
+        request.add_argument("--method", help="REQUEST_METHOD (default GET)")
         request.add_argument(
             "--body", metavar="STRING", help="request body; sets CONTENT_LENGTH and CONTENT_TYPE"
         )
@@ -239,7 +301,6 @@ path) and --script-filename (the file on the server)."""
             "--param",
             action="append",
             default=[],
-            type=param_pair,
             metavar="NAME=VALUE",
             help="extra or overriding CGI parameter; repeatable",
         )
@@ -247,32 +308,13 @@ path) and --script-filename (the file on the server)."""
         expect.add_argument(
             "-e", "--expect", metavar="STRING", help='body must contain it (default "pong" for /ping)'
         )
-        expect.add_argument(
-            "-r", "--regex", type=_regex, metavar="PATTERN", help="body must match it (search)"
-        )
+        expect.add_argument("-r", "--regex", metavar="PATTERN", help="body must match it (search)")
         expect.add_argument(
             "--expect-status",
-            type=StatusRanges,
-            default=StatusRanges("200"),
             metavar="LIST",
             help="accepted HTTP statuses, e.g. 200-299,301 (default 200)",
         )
         add_response_time_thresholds(expect)
-
-    def options(self, args: argparse.Namespace) -> PingOptions:
-        return PingOptions(
-            path=args.path,
-            script_filename=args.script_filename,
-            query=args.query,
-            method=args.method,
-            body=(args.body or "").encode("utf-8", "surrogateescape"),
-            params=tuple(args.param),
-            expect=args.expect,
-            regex=args.regex,
-            expect_status=args.expect_status,
-            warning=args.warning,
-            critical=args.critical,
-        )
 
     def check(self, options: PingOptions, target: Target) -> nagiosplugin.Check:
         return fastcgi_check(

@@ -3,7 +3,6 @@ thresholds on any of them, stuck-worker detection and counter rates."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -20,12 +19,14 @@ from ..fpm.status_page import PoolStatus, Process, StatusPageError, longest_runn
 from ..target import UsageError
 from ..text import human_seconds, printable, quoted
 from . import Mode
-from .common import FastCGISummary, fastcgi_check
+from .common import FastCGISummary, fastcgi_check, nagios_range
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
     from ..fpm.rates import MemoryRates
+    from ..settings import Settings
     from ..target import Target
 
 DEFAULT_PATH = "/status"
@@ -60,20 +61,54 @@ PERFDATA = [("time", "s", "time to fetch the status page"), *METRICS]
 MAX_PROCESS_LINES = 20
 
 
+#: FPM keeps pm.max_children in a C int.
+MAX_CHILDREN = 2**31 - 1
+
+
 def threshold(text: str) -> Tuple[str, nagiosplugin.Range]:
-    """argparse type for -w/-c METRIC=RANGE."""
+    """-w/-c METRIC=RANGE; a ValueError that says what is wrong."""
     metric, equals, spec = text.partition("=")
-    metric = metric.strip()
     if not equals:
-        raise argparse.ArgumentTypeError(f"{text!r} is not METRIC=RANGE (e.g. active_percent=80)")
+        raise ValueError(f"{text!r} is not METRIC=RANGE (e.g. active_percent=80)")
+    return metric_range(metric, spec)
+
+
+def metric_range(metric: str, spec: str) -> Tuple[str, nagiosplugin.Range]:
+    metric = metric.strip()
     if metric not in METRIC_NAMES:
-        raise argparse.ArgumentTypeError(f"unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
+    return metric, nagios_range(spec)
+
+
+def thresholds(settings: Settings, key: str) -> Dict[str, nagiosplugin.Range]:
+    """-w/-c: METRIC=RANGE strings (the command line's, repeatable), or a
+    table of METRIC = RANGE (serve's TOML, where a range may be a number).
+    A metric given twice is refused, never the last one silently winning."""
+    value = settings.values.get(key)
+    where = settings.name(key)
+    if isinstance(value, str):
+        raise UsageError(f"{where} must be a table, not {value[:20]!r}")
+    found: Dict[str, nagiosplugin.Range] = {}
     try:
-        return metric, nagiosplugin.Range(spec)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{spec!r} is not a Nagios range (10, 10:, ~:10, 10:20, @10:20)"
-        ) from None
+        if isinstance(value, dict):
+            for metric, spec in value.items():
+                if isinstance(spec, bool) or not isinstance(spec, (str, int, float)):
+                    raise ValueError(f"{metric} must be a range, not {str(spec)[:20]!r}")
+                name, limit = metric_range(metric, str(spec))
+                found[name] = limit
+            return found
+        for text in settings.texts(key):
+            metric, limit = threshold(text)
+            if metric in found:
+                raise ValueError(f"{metric} is given twice ({found[metric]} and {limit}): keep one")
+            found[metric] = limit
+    except ValueError as exc:
+        if isinstance(exc, UsageError):
+            raise
+        text = str(exc)
+        # "-c active_percent is given twice": the option reads as part of the sentence.
+        raise UsageError(f"{where} {text}" if "given twice" in text else f"{where}: {text}") from None
+    return found
 
 
 class StatusOptions(Value):
@@ -89,18 +124,46 @@ class StatusOptions(Value):
     #: target). None, as on the command line: the state file.
     rate_store: Optional[MemoryRates] = None
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StatusOptions:
+        """The options from their settings, keyed as the command line's
+        destinations: path, full, pool, max_children, state_file, warning,
+        critical (see ``thresholds``)."""
+        warning, critical = thresholds(settings, "warning"), thresholds(settings, "critical")
+        full = settings.flag("full")
+        if "longest_request" in {**warning, **critical} and not full:
+            raise UsageError("a threshold on longest_request needs --full")
+        return cls(
+            path=settings.text("path", DEFAULT_PATH),
+            full=full,
+            pool=settings.optional_text("pool"),
+            max_children=settings.count("max_children", 1, MAX_CHILDREN),
+            state_file=settings.optional_text("state_file"),
+            warning=warning,
+            critical=critical,
+        )
+
+    def arguments(self) -> List[str]:
+        """Command-line arguments that give these options back."""
+        found: List[str] = []
+        if self.path != DEFAULT_PATH:
+            found += ["--path", self.path]
+        if self.full:
+            found.append("--full")
+        if self.pool is not None:
+            found += ["--pool", self.pool]
+        if self.max_children is not None:
+            found += ["--max-children", str(self.max_children)]
+        if self.state_file is not None:
+            found += ["--state-file", self.state_file]
+        for option, ranges in (("-w", self.warning), ("-c", self.critical)):
+            for metric, limit in ranges.items():
+                found += [option, f"{metric}={limit}"]
+        return found
+
     @property
     def query(self) -> str:
         return "json&full" if self.full else "json"
-
-
-def _ranges(pairs: List[Tuple[str, nagiosplugin.Range]], option: str) -> Dict[str, nagiosplugin.Range]:
-    ranges: Dict[str, nagiosplugin.Range] = {}
-    for metric, value in pairs:
-        if metric in ranges:
-            raise UsageError(f"{option} {metric} is given twice ({ranges[metric]} and {value}): keep one")
-        ranges[metric] = value
-    return ranges
 
 
 class StatusPageProbe(nagiosplugin.Resource):
@@ -293,15 +356,16 @@ reports every pool figure as perfdata. -w and -c take METRIC=RANGE in Nagios
 range syntax (10, 10:, ~:10, 10:20, @10:20) and may be repeated. Counter rates
 are computed from the previous run, kept in a state file. Listen-queue figures
 read 0 over a Unix socket (a PHP-FPM limitation)."""
+    options_type = StatusOptions
     perfdata = PERFDATA
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         page = parser.add_argument_group("status page")
-        page.add_argument("--path", default=DEFAULT_PATH, help="the pool's pm.status_path (default /status)")
+        page.add_argument("--path", help="the pool's pm.status_path (default /status)")
         page.add_argument("--full", action="store_true", help="ask for the process list: longest_request")
         page.add_argument("--pool", metavar="NAME", help="CRITICAL when the page reports another pool")
         page.add_argument(
-            "--max-children", type=int, metavar="N", help="the pool's pm.max_children, for active_percent"
+            "--max-children", metavar="N", help="the pool's pm.max_children, for active_percent"
         )
         page.add_argument(
             "--state-file", metavar="PATH", help="where rates keep the last sample (default: per user)"
@@ -313,26 +377,9 @@ read 0 over a Unix socket (a PHP-FPM limitation)."""
                 long,
                 action="append",
                 default=[],
-                type=threshold,
                 metavar="METRIC=RANGE",
                 help=f"{which} range for a metric; repeatable",
             )
-
-    def options(self, args: argparse.Namespace) -> StatusOptions:
-        warning, critical = _ranges(args.warning, "-w"), _ranges(args.critical, "-c")
-        if "longest_request" in {**warning, **critical} and not args.full:
-            raise UsageError("a threshold on longest_request needs --full")
-        if args.max_children is not None and args.max_children < 1:
-            raise UsageError("--max-children must be at least 1")
-        return StatusOptions(
-            path=args.path,
-            full=args.full,
-            pool=args.pool,
-            max_children=args.max_children,
-            state_file=args.state_file,
-            warning=warning,
-            critical=critical,
-        )
 
     def check(self, options: StatusOptions, target: Target) -> nagiosplugin.Check:
         warning, critical = options.warning, options.critical

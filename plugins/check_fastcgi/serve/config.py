@@ -7,18 +7,15 @@ from __future__ import annotations
 import os
 import re
 import stat
-from typing import Any, Dict, List, Mapping, Optional, Tuple
-
-import nagiosplugin
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import fcgi_wire
 from fcgi_wire._values import Value
 
 from ..modes.handshake import HandshakeOptions
-from ..modes.ping import DEFAULT_PATH as PING_PATH
 from ..modes.ping import PingOptions
-from ..modes.status import DEFAULT_PATH as STATUS_PATH
-from ..modes.status import METRIC_NAMES, StatusOptions
+from ..modes.status import StatusOptions
+from ..settings import Settings
 from ..target import UsageError, parse_address
 from ..text import printable
 
@@ -90,82 +87,51 @@ def parse_target(text: str) -> Tuple[str, fcgi_wire.TcpAddress | fcgi_wire.UnixA
     return target_name(name), parse_address(address, None, None)
 
 
-def ranges(spec: Mapping[str, Any], which: str) -> Dict[str, nagiosplugin.Range]:
-    """METRIC = RANGE settings as Ranges (ones parsed already pass as they are)."""
-    found = {}
-    for metric, text in spec.items():
-        if metric not in METRIC_NAMES:
-            raise UsageError(f"{which}: unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
-        if isinstance(text, nagiosplugin.Range):
-            found[metric] = text
-            continue
-        try:
-            found[metric] = nagiosplugin.Range(str(text))
-        except ValueError:
-            raise UsageError(f"{which}: {text!r} is not a Nagios range") from None
-    return found
-
-
-#: A target's settings and the type each must have (TOML gives any).
-SETTINGS: Dict[str, Tuple[type, ...]] = {
-    "address": (str,),
-    "ping_path": (str,),
-    "script_filename": (str,),
-    "expect": (str,),
-    "status_path": (str,),
-    "pool": (str,),
-    "full": (bool,),
-    "max_children": (int,),
-    "warning": (dict,),
-    "critical": (dict,),
+#: A target's settings: which mode's option each one is (one target
+#: carries both a ping and a status page, so their paths differ by name).
+SETTINGS: Dict[str, Tuple[str, str]] = {
+    "ping_path": ("ping", "path"),
+    "script_filename": ("ping", "script_filename"),
+    "expect": ("ping", "expect"),
+    "status_path": ("status", "path"),
+    "pool": ("status", "pool"),
+    "full": ("status", "full"),
+    "max_children": ("status", "max_children"),
+    "warning": ("status", "warning"),
+    "critical": ("status", "critical"),
 }
-_WORDS = {str: "a string", bool: "true or false", int: "a whole number", dict: "a table"}
-
-#: FPM keeps pm.max_children in a C int.
-MAX_CHILDREN = 2**31 - 1
-
-
-def _checked(name: str, settings: Mapping[str, Any]) -> None:
-    """Each setting known, of its type (a bool is no count), and a count
-    within FPM's own bounds."""
-    for key, value in settings.items():
-        if key not in SETTINGS:
-            known = ", ".join(sorted(SETTINGS))
-            raise UsageError(f"target {name}: unknown setting {key!r}; known: {known}")
-        types = SETTINGS[key]
-        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            wanted = _WORDS[types[0]]
-            raise UsageError(f"target {name}: {key} must be {wanted}, not {str(value)[:20]!r}")
-    max_children = settings.get("max_children")
-    if max_children is not None and not 1 <= max_children <= MAX_CHILDREN:
-        raise UsageError(f"target {name}: max_children must be a whole number from 1 to {MAX_CHILDREN}")
 
 
 def target_config(
     name: str,
     address: fcgi_wire.TcpAddress | fcgi_wire.UnixAddress,
     settings: Mapping[str, Any],
+    where: Optional[Callable[[str], str]] = None,
 ) -> TargetConfig:
-    """A target from its settings: the TOML table of a target, or the
-    command line's options applied to every target."""
-    _checked(name, settings)
+    """A target from its settings (the TOML table of a target, the command
+    line's options applied to every target, or a discovered pool's), each
+    mode's options built by the mode's own from_settings. ``where`` names
+    a setting in a message (default: the TOML table's words)."""
+    where = where or (lambda key: f"target {name}: {key}")
+    own: Dict[str, Dict[str, Any]] = {"ping": {}, "status": {}}
+    for key, value in settings.items():
+        if key not in SETTINGS:
+            known = ", ".join(["address", *sorted(SETTINGS)])
+            raise UsageError(f"target {name}: unknown setting {key!r}; known: {known}")
+        mode, option = SETTINGS[key]
+        own[mode][option] = value
+
+    def named(mode: str) -> Callable[[str], str]:
+        """A mode's option as the target's settings name it."""
+        keys = {option: key for key, (owner, option) in SETTINGS.items() if owner == mode}
+        return lambda option: where(keys.get(option, option))
+
     return TargetConfig(
         name=name,
         address=address,
-        ping=PingOptions(
-            path=settings.get("ping_path") or PING_PATH,
-            script_filename=settings.get("script_filename"),
-            expect=settings.get("expect"),
-        ),
-        status=StatusOptions(
-            path=settings.get("status_path") or STATUS_PATH,
-            full=settings.get("full", False),
-            pool=settings.get("pool"),
-            max_children=settings.get("max_children"),
-            warning=ranges(settings.get("warning") or {}, f"target {name} warning"),
-            critical=ranges(settings.get("critical") or {}, f"target {name} critical"),
-        ),
-        handshake=HandshakeOptions(),
+        ping=PingOptions.from_settings(Settings(own["ping"], named("ping"))),
+        status=StatusOptions.from_settings(Settings(own["status"], named("status"))),
+        handshake=HandshakeOptions.from_settings(Settings({})),
     )
 
 
@@ -228,9 +194,11 @@ def targets_from_toml(document: Mapping[str, Any]) -> List[TargetConfig]:
     for name, settings in tables.items():
         if not isinstance(settings, dict) or "address" not in settings:
             raise UsageError(f"--config: target {name} needs an address")
-        found.append(
-            target_config(target_name(name), parse_address(str(settings["address"]), None, None), settings)
-        )
+        own = {key: value for key, value in settings.items() if key != "address"}
+        address = settings["address"]
+        if not isinstance(address, str):
+            raise UsageError(f"target {name}: address must be a string, not {str(address)[:20]!r}")
+        found.append(target_config(target_name(name), parse_address(address, None, None), own))
     return found
 
 

@@ -21,13 +21,13 @@ from ..target import UsageError, parse_address
 from ..text import printable
 from .config import (
     DEFAULT_LISTEN,
+    SETTINGS,
     ServeConfig,
     TargetConfig,
     from_environment,
     from_toml,
     parse_listen,
     parse_target,
-    ranges,
     target_config,
     targets_from_toml,
 )
@@ -189,19 +189,18 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pairs(specs: List[str], option: str) -> Dict[str, str]:
-    """-w/-c METRIC=RANGE as the plugin reads them: a metric given twice is
-    refused with the plugin's words, never the last one silently winning."""
-    found: Dict[str, str] = {}
-    for spec in specs:
-        metric, equals, value = spec.partition("=")
-        metric = metric.strip()
-        if not equals:
-            raise UsageError(f"{option} {spec!r}: give METRIC=RANGE")
-        if metric in found:
-            raise UsageError(f"{option} {metric} is given twice ({found[metric]} and {value}): keep one")
-        found[metric] = value
-    return found
+#: The command line's options for a target's settings (config.SETTINGS),
+#: as messages name them.
+OPTIONS = {
+    "ping_path": "--ping-path",
+    "script_filename": "--script-filename",
+    "expect": "-e",
+    "status_path": "--status-path",
+    "pool": "--pool",
+    "full": "--full",
+    "warning": "-w",
+    "critical": "-c",
+}
 
 
 def build_config(
@@ -211,24 +210,23 @@ def build_config(
     unknown = sorted(set(document) - set(TOP_LEVEL))
     if unknown:
         raise UsageError(f"--config: unknown setting {unknown[0]!r}; known: {', '.join(TOP_LEVEL)}")
+    given = {key: getattr(args, key) for key in OPTIONS}
     settings: Dict[str, object] = {
-        "ping_path": args.ping_path,
-        "script_filename": args.script_filename,
-        "expect": args.expect,
-        "status_path": args.status_path,
-        "pool": args.pool,
-        "full": args.full,
-        # Parsed here, once: a bad range is named by its option.
-        "warning": ranges(_pairs(args.warning, "-w"), "-w"),
-        "critical": ranges(_pairs(args.critical, "-c"), "-c"),
+        key: value for key, value in given.items() if value not in (None, [], False)
     }
-    settings = {key: value for key, value in settings.items() if value}
+
+    def by_option(key: str) -> str:
+        return OPTIONS.get(key, key)
+
+    # Checked once, named by its option, before any target takes them.
+    target_config("fpm", parse_address(None, None, None), settings, by_option)
     targets: List[TargetConfig] = targets_from_toml(document)
     if args.host or args.port or args.socket:
-        targets.append(target_config("fpm", parse_address(args.host, args.port, args.socket), settings))
+        address = parse_address(args.host, args.port, args.socket)
+        targets.append(target_config("fpm", address, settings, by_option))
     for spec in args.target:
         name, address = parse_target(spec)
-        targets.append(target_config(name, address, settings))
+        targets.append(target_config(name, address, settings, by_option))
     if args.discover:
         targets += discovered_targets(args.discover_root, settings, stopping)
     env_listen, env_targets = from_environment(environ)
@@ -279,21 +277,18 @@ def discovered_targets(
         re.sub(r"[^A-Za-z0-9_.-]+", "-", pool.title).strip("-")[:60] or "pool" for pool in found.pools
     )
     targets = []
+    # The pool's own settings (its ping and status paths, ping.response,
+    # pm.max_children, and its name, which labels its series from the first
+    # scrape, up or down, and makes /status say when the socket serves
+    # another pool) under the command line's.
+    key_of = {mode_option: key for key, mode_option in SETTINGS.items()}
     for pool, name in zip(found.pools, names):
         own = dict(settings)
-        if pool.ping_path:
-            own.setdefault("ping_path", pool.ping_path)
-            own.setdefault("expect", pool.ping_response or "pong")
-        if pool.status_path:
-            own.setdefault("status_path", pool.status_path)
-        if pool.max_children:
-            own["max_children"] = int(pool.max_children)
-        # The pool's name labels its series from the first scrape, up or
-        # down, and /status says when the socket serves another pool (as
-        # the checks discover writes do, with --pool).
-        own.setdefault("pool", pool.name)
+        for mode in ("ping", "status"):
+            for option, value in pool.settings(mode).items():
+                own.setdefault(key_of[(mode, option)], value)
         try:
-            targets.append(target_config(name, parse_address(pool.listen, None, None), own))
+            targets.append(target_config(name, pool.address, own))
         except UsageError as exc:
             log(4, f"discover: pool {pool.title} left out: {exc}")
     return targets
