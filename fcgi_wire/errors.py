@@ -87,23 +87,13 @@ class Timeout(FastCGIError):
     """
 
     def __init__(self, phase: str, limit: float, *, address: Optional[str] = None, received: int = 0) -> None:
-        super().__init__(f"{phase} timed out after {limit:g}s", address=address)
+        detail = f"{phase} timed out after {limit:g}s"
+        if received:
+            detail += f" ({received} bytes received)"
+        super().__init__(detail, address=address)
         self.phase = phase
         self.limit = limit
         self.received = received
-
-    def __str__(self) -> str:
-        where = self.address or "the server"
-        limit = f"{self.limit:g}s"
-        if self.phase == "reply":
-            return f"no reply from {where} within {limit} (connection accepted, nothing received)"
-        if self.phase == "reply-incomplete":
-            return f"reply from {where} incomplete after {limit} ({self.received} bytes received)"
-        if self.phase == "resolve":
-            return f"resolving {where} timed out after {limit}"
-        if self.phase == "send":
-            return f"sending the request to {where} timed out after {limit}"
-        return f"connect to {where}: timed out after {limit}"
 
 
 class ConnectionClosed(FastCGIError):

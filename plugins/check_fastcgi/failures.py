@@ -81,23 +81,31 @@ def _describe(exc: fcgi_wire.FastCGIError, limits: Limits) -> str:
     return f"{text} ({hint})" if hint else text
 
 
+#: What each phase's timeout means, in the operator's words.
+_TIMEOUT_WORDS = {
+    "resolve": "resolving {where} timed out after {limit}",
+    "connect": "connect to {where}: timed out after {limit}",
+    "send": "sending the request to {where} timed out after {limit}",
+    "reply": (
+        "no reply from {where} within {limit}: connection accepted, but nothing answered "
+        "(every worker busy, or not a FastCGI server?)"
+    ),
+    "reply-incomplete": "reply from {where} incomplete after {limit}: {received} bytes received",
+}
+
+
 def _timeout(exc: fcgi_wire.Timeout, limits: Limits) -> str:
-    """The library states the phase and how long this exchange had; the
-    operator set -t (start-up included) or --connect-timeout: name those,
-    and what a silent accepted connection usually means."""
+    """The library states the phase and how long the exchange had; the
+    operator set -t (start-up included) or --connect-timeout: name the one
+    that ran out, and what a silent accepted connection usually means."""
     if exc.phase == "connect" and limits.connect_timeout is not None and exc.limit < limits.timeout:
-        return f"{exc} (--connect-timeout)"
-    where = exc.address or "the server"
-    limit = f"{limits.timeout:g}s (-t)"
-    if exc.phase == "reply":
-        return (
-            f"no reply from {where} within {limit}: connection accepted, but nothing answered "
-            "(every worker busy, or not a FastCGI server?)"
-        )
-    if exc.phase == "reply-incomplete":
-        return f"reply from {where} incomplete after {limit}: {exc.received} bytes received"
-    # resolve, connect, send: the library's own sentence, with -t's limit.
-    return f"{fcgi_wire.Timeout(exc.phase, limits.timeout, address=exc.address)} (-t)"
+        limit = f"{exc.limit:g}s (--connect-timeout)"
+    else:
+        limit = f"{limits.timeout:g}s (-t)"
+    words = _TIMEOUT_WORDS.get(exc.phase, "{phase} timed out after {limit} at {where}")
+    return words.format(
+        where=exc.address or "the server", limit=limit, received=exc.received, phase=exc.phase
+    )
 
 
 def _details(exc: fcgi_wire.FastCGIError) -> Tuple[str, ...]:
