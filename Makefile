@@ -103,11 +103,13 @@ zipapp: venv
 	$(BIN)/python tools/build-zipapp
 
 # What a check costs against a throwaway pool, next to the floor and
-# cgi-fcgi; the library against a raw socket (not part of `make test`).
+# cgi-fcgi; the library against the other Python clients; serve on a
+# shared host (not part of `make test`).
 bench: venv
 	tools/system-packages bench
 	$(BIN)/python tools/bench
 	$(BIN)/python tools/bench-client
+	$(BIN)/python tools/bench-serve
 
 # /metrics of 200 ondemand pools (10 hung) next to 16 parallel cgi-fcgi,
 # serve's RSS, and /ping under wrk (not part of `make test`).
