@@ -159,10 +159,20 @@ def test_zabbix_agent_returns_the_discovery(host: Layouts, tmp_path: Path) -> No
     lld = item("fastcgi.discover[status]")
     assert len(lld["data"]) == 5
     www = next(entry for entry in lld["data"] if entry["{#TITLE}"] == "8.2 www")
-    status = item(f'fastcgi.status.at["{www["{#LISTEN}"]}","{www["{#STATUS_PATH}"]}","{www["{#POOL}"]}"]')
-    assert status["state"] == "OK", status
-    ping = item(f'fastcgi.ping.at["{www["{#LISTEN}"]}","{www["{#PING_PATH}"]}","{www["{#PING_RESPONSE}"]}"]')
-    assert ping["state"] == "OK", ping
+    # The template's keys: the socket, or host and port, as separate macros.
+    for entry in lld["data"]:
+        where = (
+            [entry["{#SOCKET}"]] if entry["{#TRANSPORT}"] == "unix" else [entry["{#HOST}"], entry["{#PORT}"]]
+        )
+        suffix = ".socket" if entry["{#TRANSPORT}"] == "unix" else ""
+        alive = [*where, entry["{#PING_PATH}"], entry["{#PING_RESPONSE}"]]
+        status = [*where, entry["{#STATUS_PATH}"], entry["{#POOL}"], entry["{#MAX_CHILDREN}"]]
+        for key, params in (("alive", alive), ("status", status)):
+            if key == "status" and not entry["{#STATUS_PATH}"]:
+                continue
+            found = item(f"fastcgi.pool.{key}{suffix}[" + ",".join(f'"{param}"' for param in params) + "]")
+            assert found["state"] == "OK", (entry["{#TITLE}"], key, found)
+    assert www["{#TRANSPORT}"] == "unix"
 
 
 def test_from_running_finds_the_masters_alone(host: Layouts) -> None:
