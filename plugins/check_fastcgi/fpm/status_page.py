@@ -1,9 +1,16 @@
-"""PHP-FPM's JSON status page, read with the tolerance it needs.
+"""PHP-FPM's JSON status page: fetched (``fetch_status``, the one fetch of
+the status mode and of serve's /metrics) and read with the tolerance it
+needs.
 
 FPM prints the path part of ``request uri``, ``user`` and ``script`` without
 escaping, so the page can be invalid JSON; ``request duration`` can wrap to
 about 1.8e19; new process states appear. None of that may cost the pool's
 figures.
+
+What can go wrong once FPM answered is told apart by type, a fact each,
+for the caller to word: NoStatusPage (HTTP 403 or 404: no page at that
+path), StatusPageHTTPError (another status than 200) and NotAStatusPage
+(a 200 whose body is no status page), all StatusPageErrors.
 """
 
 from __future__ import annotations
@@ -13,10 +20,15 @@ import re
 
 from fcgi_wire._values import TYPE_CHECKING, Value
 
+from ..cgi_params import build_params
 from ..text import printable
 
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, List, Optional, Tuple
+
+    import fcgi_wire
+
+    from ..target import Target
 
 #: JSON key -> metric name, for the pool-wide figures.
 POOL_FIELDS = {
@@ -58,8 +70,40 @@ _TOP_LEVEL_NUMBER = r'"([a-z ]+)":(\d{1,19})(?![\d.eE])'
 _TOP_LEVEL_STRING = r'"(pool|process manager)":"([^"]*)"'
 
 
+#: How much of an answer that is no status page an error keeps to show.
+EXCERPT_BYTES = 400
+
+
 class StatusPageError(ValueError):
-    """The body is not a PHP-FPM JSON status page."""
+    """FPM answered, but not with a status page (see the subclasses)."""
+
+
+class NoStatusPage(StatusPageError):
+    """HTTP 403 or 404: no status page at that path (pm.status_path unset,
+    or another path)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+class StatusPageHTTPError(StatusPageError):
+    """Another HTTP status than 200, 403 or 404; ``excerpt`` is the start of
+    the body, decoded, not yet made printable."""
+
+    def __init__(self, status: int, excerpt: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.excerpt = excerpt
+
+
+class NotAStatusPage(StatusPageError):
+    """A body that is no PHP-FPM JSON status page; str() says why, and
+    ``excerpt`` is the start of the body when it is known."""
+
+    def __init__(self, reason: str, excerpt: str = "") -> None:
+        super().__init__(reason)
+        self.excerpt = excerpt
 
 
 class Process(Value):
@@ -149,9 +193,9 @@ def _salvage(text: str, repairs: List[str]) -> Dict[str, Any]:
 def _int(document: Dict[str, Any], key: str) -> int:
     value = document.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise StatusPageError(f"{key!r} is {printable(repr(value), 40)}, not a whole number")
+        raise NotAStatusPage(f"{key!r} is {printable(repr(value), 40)}, not a whole number")
     if not 0 <= value < _MAX_FIGURE:
-        raise StatusPageError(f"{key!r} is {printable(str(value), 24)}, out of range for an FPM figure")
+        raise NotAStatusPage(f"{key!r} is {printable(str(value), 24)}, out of range for an FPM figure")
     return value
 
 
@@ -206,19 +250,45 @@ def _processes(raw: Any, repairs: List[str]) -> Optional[List[Process]]:
     return processes
 
 
+def status_query(full: bool) -> str:
+    """The QUERY_STRING that asks FPM for its JSON page (and the process
+    list with ``full``)."""
+    return "json&full" if full else "json"
+
+
+def fetch_status(target: Target, path: str, full: bool) -> Tuple[fcgi_wire.Response, PoolStatus]:
+    """Request the status page at ``path`` and read it: the response and
+    the page. Raises fcgi_wire's errors (no answer) and StatusPageError's
+    subclasses (an answer that is no status page)."""
+    response = target.request(build_params(path, query=status_query(full)))
+    if response.status in (403, 404):
+        raise NoStatusPage(response.status)
+    if response.status != 200:
+        raise StatusPageHTTPError(response.status, _excerpt(response.body))
+    try:
+        return response, parse_status(response.body)
+    except NotAStatusPage as exc:
+        raise NotAStatusPage(str(exc), _excerpt(response.body)) from None
+
+
+def _excerpt(body: bytes) -> str:
+    return body[:EXCERPT_BYTES].decode("utf-8", "replace")
+
+
 def parse_status(body: bytes) -> PoolStatus:
+    """The page in ``body``; NotAStatusPage when it is none."""
     text = body.decode("utf-8", errors="replace")
     repairs: List[str] = []
     document = _load(text, repairs)
     if document is None:
         if not text.lstrip().startswith("{") or '"pool"' not in text:
-            raise StatusPageError("not JSON")
+            raise NotAStatusPage("not JSON")
         document = _salvage(text, repairs)
     if not isinstance(document, dict) or "pool" not in document:
-        raise StatusPageError("JSON, but not a PHP-FPM status page (no 'pool')")
+        raise NotAStatusPage("JSON, but not a PHP-FPM status page (no 'pool')")
     missing = [key for key in REQUIRED if key not in document]
     if missing:
-        raise StatusPageError(f"status page without {', '.join(repr(key) for key in missing)}")
+        raise NotAStatusPage(f"status page without {', '.join(repr(key) for key in missing)}")
     figures = {metric: _int(document, key) for key, metric in POOL_FIELDS.items() if key in document}
     return PoolStatus(
         pool=_text(document["pool"]),

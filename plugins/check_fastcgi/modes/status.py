@@ -12,10 +12,18 @@ from nagiosplugin.state import Critical, Unknown
 import fcgi_wire
 from fcgi_wire._values import TYPE_CHECKING, Value
 
-from ..cgi_params import build_params
 from ..failures import Failure, FailureContext, failure_metric, from_error
 from ..fpm.rates import COUNTERS, default_state_dir, rates, state_file_name
-from ..fpm.status_page import PoolStatus, Process, StatusPageError, longest_running, parse_status
+from ..fpm.status_page import (
+    NoStatusPage,
+    NotAStatusPage,
+    PoolStatus,
+    Process,
+    StatusPageHTTPError,
+    fetch_status,
+    longest_running,
+    status_query,
+)
 from ..target import UsageError
 from ..text import human_seconds, printable, quoted
 from . import Mode
@@ -163,7 +171,7 @@ class StatusOptions(Value):
 
     @property
     def query(self) -> str:
-        return "json&full" if self.full else "json"
+        return status_query(self.full)
 
 
 class StatusPageProbe(nagiosplugin.Resource):
@@ -172,7 +180,6 @@ class StatusPageProbe(nagiosplugin.Resource):
     def __init__(self, target: Target, options: StatusOptions) -> None:
         self.target = target
         self.options = options
-        self.params = build_params(options.path, query=options.query)
         self.status: Optional[PoolStatus] = None
         self.longest: Optional[Process] = None
         self.notes: List[str] = []
@@ -184,31 +191,30 @@ class StatusPageProbe(nagiosplugin.Resource):
 
     def probe(self) -> Iterator[nagiosplugin.Metric]:
         options = self.options
+        where = f"{self.target} {printable(options.path)}"
         try:
-            response = self.target.request(self.params)
+            response, status = fetch_status(self.target, options.path, options.full)
         except fcgi_wire.FastCGIError as exc:
             yield failure_metric(from_error(exc, self.target.limits))
             return
-        self.fetched_at = time.time()
-        where = f"{self.target} {printable(options.path)}"
-        if response.status in (403, 404):
+        except NoStatusPage as exc:
             yield _problem(
                 Unknown,
-                f"no status page at {where} (HTTP {response.status}): "
+                f"no status page at {where} (HTTP {exc.status}): "
                 f"is pm.status_path = {printable(options.path)} set in the pool? "
                 "else give its path with --path",
             )
             return
-        if response.status != 200:
-            got = quoted(response.body[:400].decode("utf-8", "replace"))
-            yield _problem(Critical, f"status page at {where} answered HTTP {response.status}: {got}")
+        except StatusPageHTTPError as exc:
+            yield _problem(
+                Critical, f"status page at {where} answered HTTP {exc.status}: {quoted(exc.excerpt)}"
+            )
             return
-        try:
-            self.status = status = parse_status(response.body)
-        except StatusPageError as exc:
-            got = quoted(response.body[:400].decode("utf-8", "replace"))
-            yield _problem(Unknown, f"{where} is not a PHP-FPM status page ({exc}): {got}")
+        except NotAStatusPage as exc:
+            yield _problem(Unknown, f"{where} is not a PHP-FPM status page ({exc}): {quoted(exc.excerpt)}")
             return
+        self.fetched_at = time.time()
+        self.status = status
         self.notes.extend(status.repairs)
         if options.pool is not None and status.pool != options.pool:
             yield _problem(

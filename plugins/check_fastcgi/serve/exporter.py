@@ -12,10 +12,11 @@ holds more FPM workers than that host-wide. The scrape ends by its own
 deadline: Prometheus' ``X-Prometheus-Scrape-Timeout-Seconds`` (else
 ``--scrape-timeout``, default 10 s) less a margin for writing the answer
 (a tenth of it, 0.5 s at most). Each exchange is bounded by ``-t`` as
-well, and takes its turn under ``max_inflight`` and single flight like
-every probe. A target not done by then is ``phpfpm_up 0`` in that scrape
-and counted in ``phpfpm_scrape_failures_total`` and
-``phpfpm_scrape_timeouts_total``; the others are all there.
+well, and takes its turn under ``max_inflight`` and single flight through
+the path of every probe (``Prober.exchange``). A target not done by then
+is ``phpfpm_up 0`` in that scrape and counted in
+``phpfpm_scrape_failures_total`` and ``phpfpm_scrape_timeouts_total``;
+the others are all there.
 
 Hung targets (a socket that accepts and never answers) must not keep the
 threads from the healthy ones: each exchange, as it starts, gets at most
@@ -80,8 +81,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 import fcgi_wire
 from fcgi_wire._values import Value
 
-from ..cgi_params import build_params
-from ..fpm.status_page import PoolStatus, StatusPageError, longest_running, parse_status
+from ..fpm.status_page import PoolStatus, StatusPageError, fetch_status, longest_running
 from ..target import Limits, Target
 from ..text import printable
 from .config import TargetConfig
@@ -143,13 +143,10 @@ def scrape_deadline(header: Optional[str], default: float, now: float) -> float:
 def fetch(
     target: TargetConfig, deadline: float, timeout: float, connect_timeout: Optional[float]
 ) -> PoolStatus:
-    """The target's status page, parsed; raises on any failure."""
-    query = target.status.query
+    """The target's status page, parsed; raises fcgi_wire's errors and
+    StatusPageErrors (fpm.status_page.fetch_status)."""
     limits = Limits(timeout=timeout, deadline=deadline, connect_timeout=connect_timeout)
-    response = Target(target.address, limits).request(build_params(target.status.path, query=query))
-    if response.status != 200:
-        raise StatusPageError(f"HTTP {response.status}")
-    return parse_status(response.body)
+    return fetch_status(Target(target.address, limits), target.status.path, target.status.full)[1]
 
 
 class Fetched(Value):
@@ -247,14 +244,13 @@ class Exporter:
         if now >= scrape_deadline:
             return Fetched(None, TIMEOUT)
         deadline = min(scrape_deadline, now + config.timeout, now + shares.take(scrape_deadline - now))
-
-        def work() -> PoolStatus:
-            return self.prober.bounded(
-                target, lambda: fetch(target, deadline, config.timeout, config.connect_timeout), deadline
-            )
-
         try:
-            status = self.prober.flights.run((target.name, "metrics"), work, deadline - now)
+            status = self.prober.exchange(
+                target,
+                (target.name, "metrics"),
+                lambda: fetch(target, deadline, config.timeout, config.connect_timeout),
+                deadline,
+            )
         except (fcgi_wire.Timeout, Busy):
             return Fetched(None, TIMEOUT)
         except (fcgi_wire.FastCGIError, StatusPageError):

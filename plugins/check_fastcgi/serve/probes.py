@@ -8,6 +8,8 @@ it, what a server needs and a one-shot process does not:
   FastCGI exchange, so a probe storm costs one worker, not one each;
 - a bound: at most ``max_inflight`` exchanges to one target at a time
   (each holds an FPM worker until it ends), waiting no longer than -t;
+  ``Prober.exchange`` is the one path to both, for probes and for
+  /metrics' status fetches (exporter) alike, each with its own deadline;
 - an optional cache (``cache_ttl``) of the last outcome;
 - the last outcome of each target and mode, for /health, and one log line
   whenever a target's state changes;
@@ -36,6 +38,11 @@ from .config import ServeConfig, TargetConfig
 
 MODES = ("ping", "status", "handshake")
 T = TypeVar("T")
+
+#: A probe that shares another's exchange waits for its outcome this long
+#: past its own deadline: the check's text is made after the exchange ends
+#: (a check never outlives -t by more than half a second).
+OUTCOME_GRACE = 0.5
 
 
 class Lazy:
@@ -84,10 +91,13 @@ class Busy(Exception):
 
 
 class _Flight:
-    """One piece of work in flight, and whoever waits for it."""
+    """One piece of work in flight, and whoever waits for it: ``done`` is
+    held until the work ends (a lock, cheaper to make than an Event; each
+    waiter that gets it hands it on)."""
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = threading.Lock()
+        self.done.acquire()
         self.value: object = None
         self.error: Optional[BaseException] = None
 
@@ -114,8 +124,10 @@ class SingleFlight:
             finally:
                 with self._lock:
                     del self._flights[key]
-                flight.done.set()
-        elif not flight.done.wait(timeout):
+                flight.done.release()
+        elif flight.done.acquire(timeout=timeout):
+            flight.done.release()  # to the next waiter
+        else:
             raise Busy("the exchange in flight did not finish in time")
         if flight.error is not None:
             raise flight.error
@@ -140,16 +152,31 @@ class Prober:
         with self._lock:
             return dict(self._latest)
 
-    def bounded(self, target: TargetConfig, work: Callable[[], T], deadline: float) -> T:
-        """Run an exchange with ``target`` when fewer than max_inflight are
-        under way; wait for a turn until ``deadline`` at most, else Busy."""
-        bound = self._bounds[target.name]
-        if not bound.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
-            raise Busy(f"{self.config.max_inflight} exchanges with {target.name} in flight already")
-        try:
-            return work()
-        finally:
-            bound.release()
+    def exchange(
+        self,
+        target: TargetConfig,
+        key: Hashable,
+        work: Callable[[], T],
+        deadline: float,
+        grace: float = 0.0,
+    ) -> T:
+        """``work`` (an exchange with ``target`` bounded by ``deadline``), run
+        once for every caller with the same ``key`` at the same time (single
+        flight): the caller that runs it first waits for a turn among the
+        target's max_inflight until ``deadline``; the others wait for its
+        result until ``deadline`` (plus ``grace``). Busy when the turn or the
+        result does not come in time."""
+
+        def in_turn() -> T:
+            bound = self._bounds[target.name]
+            if not bound.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+                raise Busy(f"{self.config.max_inflight} exchanges with {target.name} in flight already")
+            try:
+                return work()
+            finally:
+                bound.release()
+
+        return self.flights.run(key, in_turn, max(deadline + grace - time.monotonic(), 0.0))
 
     def probe(self, target: TargetConfig, mode: str) -> Outcome:
         key = (target.name, mode)
@@ -163,10 +190,8 @@ class Prober:
         # exchange share -t, so a probe never takes longer than -t.
         deadline = time.monotonic() + self.config.timeout
         try:
-            outcome = self.flights.run(
-                key,
-                lambda: self.bounded(target, lambda: self.run_check(target, mode, deadline), deadline),
-                self.config.timeout + 0.5,
+            outcome = self.exchange(
+                target, key, lambda: self.run_check(target, mode, deadline), deadline, OUTCOME_GRACE
             )
         except Busy as exc:
             outcome = self._unknown(target, mode, str(exc))
