@@ -72,8 +72,10 @@ class Output:
     def result(self, check: nagiosplugin.Check, *, mode: str, target: str) -> str:
         state = str(check.state).upper()
         summary = check.summary_str.strip()
-        details = _long_lines(check.verbose_str)
         perfdata = " ".join(check.perfdata)
+        # The long lines only where they are shown: the summary's verbose()
+        # walks every result, a tenth of a ping check's time in serve.
+        details = _long_lines(check.verbose_str) if self.format == "json" or self.verbosity else []
         if self.format == "json":
             return self._json(
                 state,
