@@ -118,12 +118,15 @@ class FpmPool:
             "daemonize = no\n"
             "log_level = notice\n"
         )
-        pools = [
+        return head + "\n".join(self.pools())
+
+    def pools(self) -> List[str]:
+        """The pools' sections: one per listener (TCP, IPv6, Unix)."""
+        return [
             self._pool(f"{self.pool_name}", f"127.0.0.1:{self.port}"),
             self._pool(f"{self.pool_name}6", f"[::1]:{self.port6}"),
             self._pool(f"{self.pool_name}-unix", str(self.socket_path)),
         ]
-        return head + "\n".join(pools)
 
     def command(self) -> List[str]:
         command = [find_php_fpm(), "--nodaemonize", "--fpm-config", str(self.workdir / "php-fpm.conf")]

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import BIN, CHECK, run_check
 from tests.engines import INSTALLED_PLUGIN, ROOT
+from tests.fpm import FpmPool, SlowRequest, free_port
 from tests.icinga2 import validate
 from tests.layouts import Layouts
 from tests.nagios import nagios_cfg
@@ -288,6 +289,41 @@ def test_serve_takes_its_targets_from_discovery(host: Layouts) -> None:
         assert sidecar.get("/8.1-legacy/handshake")[0] == 200
         status, text, _ = sidecar.get("/8.2-api/ping")
         assert status == 200, text
+
+
+class StatusListenPool(FpmPool):
+    """One pool of one worker whose status page is also served on
+    pm.status_listen, by FPM's own pool for it."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir, max_children=1)
+        self.status_port = free_port()
+
+    def pools(self) -> List[str]:
+        self.pool_settings = {"pm.status_listen": f"127.0.0.1:{self.status_port}"}
+        return [self._pool(self.pool_name, f"127.0.0.1:{self.port}")]
+
+
+def test_serve_reads_the_status_page_where_pm_status_listen_says(tmp_path: Path) -> None:
+    """With its one worker busy, the pool answers nothing on its listen;
+    its status page still answers on pm.status_listen, which is where
+    serve --discover asks for it, as discover's checks do."""
+    from tests.sidecar import Sidecar  # noqa: PLC0415
+
+    with StatusListenPool(tmp_path / "fpm") as pool, SlowRequest(pool, 20000):
+        done = subprocess.run(
+            [CHECK, "discover", "--from-running", "--root", str(pool.workdir), "--format", "nagios"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert f"check_fastcgi_status!-H 127.0.0.1 -p {pool.status_port}!--pool www" in done.stdout, done
+        with Sidecar("--discover", "--discover-root", str(pool.workdir), "-t", "3") as sidecar:
+            status, text, _ = sidecar.get("/www/status")
+            assert status == 200, text
+            assert "1 active" in text
+            metrics = sidecar.get("/metrics")[1]
+            assert 'phpfpm_up{pool="www",target="www"} 1.0' in metrics
 
 
 def test_escapes_quotes_and_huge_numbers_never_reach_an_output(tmp_path: Path) -> None:

@@ -32,9 +32,16 @@ class TargetConfig(Value):
     ping: PingOptions
     status: StatusOptions
     handshake: HandshakeOptions
+    #: Where the status page is served when not at ``address``: a pool's
+    #: pm.status_listen (PHP 8.0+), found by --discover.
+    status_address: Optional[fcgi_wire.TcpAddress | fcgi_wire.UnixAddress] = None
 
     def options(self, mode: str) -> Any:
         return {"ping": self.ping, "status": self.status, "handshake": self.handshake}[mode]
+
+    def address_for(self, mode: str) -> fcgi_wire.TcpAddress | fcgi_wire.UnixAddress:
+        """Where a mode's exchange goes."""
+        return self.status_address or self.address if mode == "status" else self.address
 
 
 class ServeConfig(Value):
@@ -107,6 +114,7 @@ def target_config(
     address: fcgi_wire.TcpAddress | fcgi_wire.UnixAddress,
     settings: Mapping[str, Any],
     where: Optional[Callable[[str], str]] = None,
+    status_address: Optional[fcgi_wire.TcpAddress | fcgi_wire.UnixAddress] = None,
 ) -> TargetConfig:
     """A target from its settings (the TOML table of a target, the command
     line's options applied to every target, or a discovered pool's), each
@@ -132,6 +140,7 @@ def target_config(
         ping=PingOptions.from_settings(Settings(own["ping"], named("ping"))),
         status=StatusOptions.from_settings(Settings(own["status"], named("status"))),
         handshake=HandshakeOptions.from_settings(Settings({})),
+        status_address=status_address,
     )
 
 

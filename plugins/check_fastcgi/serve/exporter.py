@@ -146,7 +146,9 @@ def fetch(
     """The target's status page, parsed; raises fcgi_wire's errors and
     StatusPageErrors (fpm.status_page.fetch_status)."""
     limits = Limits(timeout=timeout, deadline=deadline, connect_timeout=connect_timeout)
-    return fetch_status(Target(target.address, limits), target.status.path, target.status.full)[1]
+    return fetch_status(Target(target.address_for("status"), limits), target.status.path, target.status.full)[
+        1
+    ]
 
 
 class Fetched(Value):

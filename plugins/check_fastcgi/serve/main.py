@@ -288,7 +288,8 @@ def discovered_targets(
             for option, value in pool.settings(mode).items():
                 own.setdefault(key_of[(mode, option)], value)
         try:
-            targets.append(target_config(name, pool.address, own))
+            status_address = pool.status_address if pool.status_address != pool.address else None
+            targets.append(target_config(name, pool.address, own, status_address=status_address))
         except UsageError as exc:
             log(4, f"discover: pool {pool.title} left out: {exc}")
     return targets

@@ -211,7 +211,7 @@ class Prober:
             deadline=deadline if deadline is not None else started + self.config.timeout,
             connect_timeout=self.config.connect_timeout,
         )
-        where = Target(target.address, limits)
+        where = Target(target.address_for(mode), limits)
         options = target.options(mode)
         if mode == "status":
             options = options._replace(rate_store=self._rates[target.name])
