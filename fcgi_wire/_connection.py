@@ -60,7 +60,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
+    from typing import Any, Dict, Iterable, List, NoReturn, Optional, Tuple, Type, Union
 
     from ._pairs import Text
 
@@ -101,6 +101,8 @@ def _end_complete(request_id: int) -> bytes:
     return record
 
 
+#: That of request id 1, which nearly every exchange uses.
+_END_COMPLETE_1 = _end_complete(1)
 _PARAMS, _STDIN = int(RecordType.PARAMS), int(RecordType.STDIN)
 _STDOUT, _STDERR = int(RecordType.STDOUT), int(RecordType.STDERR)
 
@@ -118,32 +120,104 @@ _SEEN_DICTS: Dict[Tuple[int, int, Role, bool], Tuple[Dict[Any, Any], Dict[Any, A
 _SEEN_DICTS = {}
 
 
-def _encode_request(
-    request_id: int, role: Role, keep_conn: bool, pairs: Iterable[Tuple[Text, Text]], stdin: bytes
-) -> Tuple[bytes, Tuple[bytes, bytes]]:
-    """The whole request, and its head (see _REQUEST_HEADS)."""
+def _encode_head(
+    request_id: int, role: Role, keep_conn: bool, pairs: Iterable[Tuple[Text, Text]]
+) -> Tuple[bytes, bytes]:
+    """BEGIN_REQUEST and the whole PARAMS stream; and that plus the empty
+    STDIN record (see _REQUEST_HEADS)."""
     parts = [
         _pack_header(VERSION, _BEGIN_REQUEST, request_id, 8, 0),
         BEGIN_REQUEST_BODY.pack(int(role), FCGI_KEEP_CONN if keep_conn else 0),
     ]
     _stream_parts(parts, _PARAMS, request_id, encode_pairs(pairs))
     head = b"".join(parts)
-    end_stdin = _pack_header(VERSION, _STDIN, request_id, 0, 0)
-    return head + _stdin_records(request_id, stdin) if stdin else head + end_stdin, (head, head + end_stdin)
+    return head, head + _pack_header(VERSION, _STDIN, request_id, 0, 0)
 
 
-def _stdin_records(request_id: int, stdin: bytes) -> bytes:
-    parts: List[bytes] = []
-    _stream_parts(parts, _STDIN, request_id, stdin)
-    return b"".join(parts)
-
-
-def _with_stdin(head: bytes, request_id: int, stdin: bytes) -> bytes:
-    """``head`` and the STDIN stream, joined once (a large body is copied
-    once, not twice)."""
+def _stdin_parts(head: bytes, request_id: int, stdin: bytes) -> List[bytes]:
+    """``head`` and the records of the STDIN stream, in pieces: the body is
+    one of them as it is, not a copy."""
     parts = [head]
     _stream_parts(parts, _STDIN, request_id, stdin)
-    return b"".join(parts)
+    return parts
+
+
+def _bad_request_id(request_id: int) -> NoReturn:
+    raise LocalProtocolError(f"request id {request_id} must be 1..65535")
+
+
+def _request_head(params: ParamsLike, rid: int, role: Role, keep_conn: bool) -> Tuple[bytes, bytes]:
+    """_encode_head for these params, remembered as _REQUEST_HEADS and
+    _SEEN_DICTS say."""
+    if type(params) is dict:
+        # The same dict again, unchanged since (a snapshot compares
+        # equal): no need to build the key below.
+        seen = _SEEN_DICTS.get((id(params), rid, role, keep_conn))
+        if seen is not None and seen[0] is params and seen[1] == params:
+            return seen[2]
+    pairs = tuple(params.items() if isinstance(params, (dict, Mapping)) else params)
+    key = (rid, role, keep_conn, pairs)
+    try:
+        head = _REQUEST_HEADS.get(key)
+    except TypeError:  # an unhashable name or value (a bytearray): nothing to remember
+        return _encode_head(*key)
+    if head is None:
+        head = _encode_head(*key)
+        if len(head[0]) > _MAX_REMEMBERED:
+            return head
+        if len(_REQUEST_HEADS) >= _REMEMBERED:
+            _REQUEST_HEADS.clear()
+        _REQUEST_HEADS[key] = head
+    if type(params) is dict:
+        if len(_SEEN_DICTS) >= _REMEMBERED:
+            _SEEN_DICTS.clear()
+        _SEEN_DICTS[(id(params), rid, role, keep_conn)] = (params, dict(params), head)
+    return head
+
+
+def _request_wire(params: ParamsLike, stdin: bytes, rid: int, role: Role, keep_conn: bool) -> bytes:
+    """The whole request (BEGIN_REQUEST, PARAMS, STDIN) in one bytes object,
+    the body copied once."""
+    head = _request_head(params, rid, role, keep_conn)
+    return b"".join(_stdin_parts(head[0], rid, stdin)) if stdin else head[1]
+
+
+def _read_records(
+    data: bytes, request_id: int, stdout: List[bytes], stderr: List[bytes], pos: int = 0
+) -> int:
+    """The content of the FCGI_STDOUT and FCGI_STDERR records of ``data``
+    from ``pos`` (a record boundary), read straight from it into ``stdout``
+    and ``stderr``, up to the first record that is anything else or not
+    whole: where that is, or -1 when those records fill the chunk exactly
+    up to the usual FCGI_END_REQUEST at its end (the rest of a reply,
+    complete, in one chunk). No copy, no tuple per record."""
+    # A reply that ends in the usual FCGI_END_REQUEST (appStatus 0,
+    # complete; the reserved bytes are whatever the server left there,
+    # PHP-FPM's are not zero) has it in its last 16 bytes; the records
+    # before it must then fill the rest exactly, or it was only content
+    # that looked so. (A slice compared costs less than startswith() with
+    # a start, which parses its arguments the slow way.)
+    end_record = (
+        _END_COMPLETE_1 if request_id == 1 else _END_COMPLETE.get(request_id) or _end_complete(request_id)
+    )
+    complete = data[-_END_RECORD_SIZE:-3] == end_record
+    limit = len(data) - _END_RECORD_SIZE if complete else len(data)
+    while limit - pos >= HEADER_SIZE:
+        version, record_type, record_id, content_length, padding = _unpack_header(data, pos)
+        start = pos + HEADER_SIZE
+        end = start + content_length
+        if version != VERSION or record_id != request_id or end + padding > limit:
+            break
+        if record_type == _STDOUT:
+            if content_length:
+                stdout.append(data[start:end])
+        elif record_type == _STDERR:
+            if content_length:
+                stderr.append(data[start:end])
+        else:
+            break
+        pos = end + padding
+    return -1 if complete and pos == limit else pos
 
 
 class State(enum.Enum):
@@ -157,6 +231,7 @@ class Connection:
     ``next_event`` decode and check what the server says."""
 
     __slots__ = (
+        "_cut",
         "_decoder",
         "_error",
         "_head",
@@ -170,12 +245,17 @@ class Connection:
 
     def __init__(self, request_id: int = 1, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
         if not 1 <= request_id <= 0xFFFF:
-            raise LocalProtocolError(f"request id {request_id} must be 1..65535")
+            _bad_request_id(request_id)
         self.request_id = request_id
         self.max_reply_bytes = max_reply_bytes
         self.received = 0
         self._head: List[bytes] = []  # the first chunks, until they hold HEAD_BYTES
         self._decoder = RecordDecoder()
+        # A record the end of a read cut short, kept as it came rather than
+        # copied into the decoder: [type, header, what came of the rest,
+        # content length, content and padding length, how much came]. See
+        # _cut_short.
+        self._cut: Optional[List[Any]] = None
         self._values_pending = 0
         self._request_open = False
         self._request_sent = False
@@ -248,34 +328,7 @@ class Connection:
         if self._request_sent:
             raise LocalProtocolError("one request per connection: a request was already begun")
         self._request_sent = self._request_open = True
-        rid = self.request_id
-        if type(params) is dict:
-            # The same dict again, unchanged since (a snapshot compares
-            # equal): no need to build the key below.
-            seen = _SEEN_DICTS.get((id(params), rid, role, keep_conn))
-            if seen is not None and seen[0] is params and seen[1] == params:
-                known = seen[2]
-                return _with_stdin(known[0], rid, stdin) if stdin else known[1]
-        pairs = tuple(params.items() if isinstance(params, (dict, Mapping)) else params)
-        key = (rid, role, keep_conn, pairs)
-        try:
-            head = _REQUEST_HEADS.get(key)
-        except TypeError:  # an unhashable name or value (a bytearray): nothing to remember
-            return _encode_request(*key, stdin)[0]
-        if head is None:
-            wire, head = _encode_request(*key, stdin)
-            if len(head[0]) > _MAX_REMEMBERED:
-                return wire
-            if len(_REQUEST_HEADS) >= _REMEMBERED:
-                _REQUEST_HEADS.clear()
-            _REQUEST_HEADS[key] = head
-        else:
-            wire = _with_stdin(head[0], rid, stdin) if stdin else head[1]
-        if type(params) is dict:
-            if len(_SEEN_DICTS) >= _REMEMBERED:
-                _SEEN_DICTS.clear()
-            _SEEN_DICTS[(id(params), rid, role, keep_conn)] = (params, dict(params), head)
-        return wire
+        return _request_wire(params, stdin, self.request_id, role, keep_conn)
 
     def _begin(self) -> None:
         if self._request_sent:
@@ -286,6 +339,8 @@ class Connection:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the peer; ``b""`` means it closed."""
+        if self._cut is not None:
+            self._uncut(self._cut)
         if not data:
             self._decoder.feed_eof()
             return
@@ -300,6 +355,8 @@ class Connection:
     def next_event(self) -> Incoming:
         if self._error is not None:
             raise self._error
+        if self._cut is not None:
+            self._uncut(self._cut)
         try:
             while True:
                 record = self._decoder._next()
@@ -326,57 +383,98 @@ class Connection:
             self._error = exc
             raise
 
-    def _take_reply(  # noqa: PLR0912 - one flat loop on the hot path, on purpose
+    def _take_reply(
         self, data: bytes, stdout: List[bytes], stderr: List[bytes]
     ) -> Optional[Tuple[int, ProtocolStatus]]:
         """``receive_data(data)`` then ``_drain(stdout, stderr)``, reading
         the records of a chunk that starts on a record boundary straight
-        from it: no copy into the buffer, no tuple per record. Anything out
-        of the ordinary (a partial record, another record type or request
-        id) goes to the buffer and _drain from there, which checks and
-        raises as next_event() does."""
-        decoder = self._decoder
-        if not data or decoder._buffer or self._error is not None or not self._request_open:
+        from it (_read_records). Anything out of the ordinary (a partial
+        record, another record type or request id) goes to the buffer and
+        _drain from there, which checks and raises as next_event() does."""
+        if not data or self._decoder._buffer or self._error is not None or not self._request_open:
             self.receive_data(data)
             return self._drain(stdout, stderr)
+        self._count(data)
+        pos = 0
+        cut = self._cut
+        if cut is not None:
+            pos = self._join_cut(cut, data, stdout, stderr)
+            if pos < 0 or pos == len(data):  # more to come
+                return None
+        pos = _read_records(data, self.request_id, stdout, stderr, pos)
+        return self._take_rest(data, pos, stdout, stderr)
+
+    def _count(self, data: bytes) -> None:
+        """What receive_data() does with a chunk before decoding it, save
+        the copy of its first bytes: kept for diagnosis, counted, capped."""
         if self.received < HEAD_BYTES:
             self._head.append(data)
         self.received += len(data)
         if self.received > self.max_reply_bytes:
             self._error = ReplyTooLarge(f"reply larger than the cap of {self.max_reply_bytes} bytes")
             raise self._error
-        request_id, size, pos = self.request_id, len(data), 0
-        # A reply that ends in the usual FCGI_END_REQUEST (appStatus 0,
-        # complete; the reserved bytes are whatever the server left there,
-        # PHP-FPM's are not zero) has it in its last 16 bytes; the records
-        # before it must then fill the rest exactly, or it was only content
-        # that looked so.
-        limit = size - _END_RECORD_SIZE
-        end_record = _END_COMPLETE.get(request_id) or _end_complete(request_id)
-        complete = limit >= 0 and data.startswith(end_record, limit)
-        if not complete:
-            limit = size
-        while limit - pos >= HEADER_SIZE:
-            version, record_type, record_id, content_length, padding = _unpack_header(data, pos)
-            start = pos + HEADER_SIZE
-            end = start + content_length
-            if version != VERSION or record_id != request_id or end + padding > limit:
-                break
-            if record_type == _STDOUT:
-                if content_length:
-                    stdout.append(data[start:end])
-            elif record_type == _STDERR:
-                if content_length:
-                    stderr.append(data[start:end])
-            else:
-                break
-            pos = end + padding
-        if complete and pos == limit:
+
+    def _take_rest(
+        self, data: bytes, pos: int, stdout: List[bytes], stderr: List[bytes]
+    ) -> Optional[Tuple[int, ProtocolStatus]]:
+        """The end of _take_reply, once _read_records(data) said ``pos``."""
+        if pos < 0:
             self._request_open = False
             return 0, _COMPLETE
-        if pos < size:  # into the buffer, copied once (a large record comes in several reads)
-            decoder.feed(memoryview(data)[pos:] if pos else data)
+        if pos == len(data) or self._cut_short(data, pos):  # more to come (_drain would say so)
+            return None
+        self._decoder.feed(memoryview(data)[pos:] if pos else data)  # into the buffer, copied once
         return self._drain(stdout, stderr)
+
+    def _cut_short(self, data: bytes, pos: int) -> bool:
+        """Keep the record at ``pos``, when it is an FCGI_STDOUT or
+        FCGI_STDERR record of this request that the chunk ends inside
+        (a large one comes in several reads), as it came: a view of the
+        chunk, with no copy, until the rest comes (_join_cut) and it is
+        copied once, into its content."""
+        if len(data) - pos < HEADER_SIZE:
+            return False
+        version, record_type, record_id, content_length, padding = _unpack_header(data, pos)
+        if version != VERSION or record_id != self.request_id or record_type not in (_STDOUT, _STDERR):
+            return False
+        start = pos + HEADER_SIZE
+        have = len(data) - start
+        total = content_length + padding
+        if have >= total:  # whole after all: the decoder reads it
+            return False
+        self._cut = [record_type, data[pos:start], [memoryview(data)[start:]], content_length, total, have]
+        return True
+
+    def _join_cut(self, cut: List[Any], data: bytes, stdout: List[bytes], stderr: List[bytes]) -> int:
+        """The cut record with what ``data`` brings of it: where in ``data``
+        it ends once whole (its content then in ``stdout`` or ``stderr``),
+        or -1 while it is not."""
+        record_type, _, pieces, content_length, total, have = cut
+        missing: int = total - have
+        if len(data) < missing:
+            pieces.append(data)
+            cut[5] = have + len(data)
+            return -1
+        self._cut = None
+        if content_length:
+            if not have:  # the header alone came before: the content is this chunk's, or all of it
+                content = data[:content_length]
+            elif have < content_length:
+                pieces.append(memoryview(data)[: content_length - have])
+                content = b"".join(pieces)
+            else:  # only padding came now
+                content = b"".join(pieces)[:content_length]
+            (stdout if record_type == _STDOUT else stderr).append(content)
+        return missing
+
+    def _uncut(self, cut: List[Any]) -> None:
+        """The cut record into the decoder, as it came: for every path but
+        _take_reply's, which all read from there."""
+        self._cut = None
+        decoder = self._decoder
+        decoder.feed(cut[1])
+        for piece in cut[2]:
+            decoder.feed(piece)
 
     def _drain(self, stdout: List[bytes], stderr: List[bytes]) -> Optional[Tuple[int, ProtocolStatus]]:
         """What a responder exchange needs of next_event(), without an event

@@ -7,7 +7,14 @@ event to ``handle`` until it returns a result.
 
 from __future__ import annotations
 
-from ._connection import DEFAULT_MAX_REPLY_BYTES, Connection
+from ._connection import (
+    DEFAULT_MAX_REPLY_BYTES,
+    Connection,
+    _bad_request_id,
+    _read_records,
+    _request_head,
+    _stdin_parts,
+)
 from ._events import (
     CLOSED,
     NEED_DATA,
@@ -19,7 +26,7 @@ from ._events import (
     UnknownType,
     ValuesResult,
 )
-from ._response import Response, ValuesReply, _split_pieces, split_cgi_output
+from ._response import _RECENT, Response, ValuesReply, _promote, _split_pieces, split_cgi_output
 from ._spec import MANAGEMENT_NAMES, ProtocolStatus, Role
 from ._values import TYPE_CHECKING
 from .errors import REFUSALS, ConnectionClosed
@@ -38,11 +45,13 @@ class ValuesQuery:
     """FCGI_GET_VALUES on request id 0. PHP-FPM keeps the connection open
     after answering, so the result record itself ends the exchange."""
 
+    _parts: Optional[List[bytes]] = None  # outgoing is whole (see ResponderQuery)
+
     def __init__(
         self, names: Iterable[str] = MANAGEMENT_NAMES, *, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
     ):
         self.connection = Connection(max_reply_bytes=max_reply_bytes)
-        self.outgoing = self.connection.send(GetValues(tuple(names)))
+        self.outgoing = self._outgoing = self.connection.send(GetValues(tuple(names)))
 
     def receive_data(self, data: bytes, elapsed: float = 0.0) -> Optional[ValuesReply]:
         """Feed bytes read from the server (``b""`` when it closed); the
@@ -73,6 +82,17 @@ class ResponderQuery:
     """A complete FCGI_RESPONDER request: BEGIN_REQUEST, PARAMS and STDIN
     streams, then STDOUT and STDERR until END_REQUEST."""
 
+    __slots__ = (
+        "_connection",
+        "_max_reply_bytes",
+        "_outgoing",
+        "_parts",
+        "_request_id",
+        "_stderr",
+        "_stdout",
+        "_whole",
+    )
+
     def __init__(
         self,
         params: ParamsLike,
@@ -83,17 +103,73 @@ class ResponderQuery:
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         keep_conn: bool = False,
     ):
-        self.connection = conn = Connection(request_id, max_reply_bytes)
-        self.outgoing = conn._send_request(params, stdin, role, keep_conn)
+        self._begin(params, stdin, role, request_id, max_reply_bytes, keep_conn)
+
+    def _begin(  # noqa: PLR0917 - positional: the blocking transport's way in (request())
+        self,
+        params: ParamsLike,
+        stdin: bytes,
+        role: Role,
+        request_id: int,
+        max_reply_bytes: int,
+        keep_conn: bool,
+    ) -> None:
+        if not 1 <= request_id <= 0xFFFF:
+            _bad_request_id(request_id)
+        self._request_id = request_id
+        self._max_reply_bytes = max_reply_bytes
+        self._connection: Optional[Connection] = None
+        self._whole: Optional[bytes] = None
+        head = _request_head(params, request_id, role, keep_conn)
+        # With a body, the request stays in pieces until someone asks for it
+        # whole: the blocking transport sends them as they are (sendmsg), so
+        # a large body is never copied into the request.
+        self._parts: Optional[List[bytes]] = _stdin_parts(head[0], request_id, stdin) if stdin else None
+        self._outgoing: Optional[bytes] = None if stdin else head[1]
         self._stdout: List[bytes] = []
         self._stderr: List[bytes] = []
+
+    @property
+    def outgoing(self) -> bytes:
+        """The whole request, to send."""
+        outgoing = self._outgoing
+        if outgoing is None:
+            outgoing = self._outgoing = b"".join(self._parts or ())
+        return outgoing
+
+    @property
+    def connection(self) -> Connection:
+        """The connection this request went out on, as the bytes fed so far
+        left it. Made when first needed: a reply that comes whole in its
+        first chunk, as most do, needs none (receive_data)."""
+        conn = self._connection
+        if conn is None:
+            conn = self._connection = Connection(self._request_id, self._max_reply_bytes)
+            conn._request_sent = conn._request_open = True
+            if self._whole is not None:  # read already, without it: read it again
+                conn._take_reply(self._whole, [], [])
+        return conn
 
     def receive_data(self, data: bytes, elapsed: float = 0.0) -> Optional[Response]:
         """Feed bytes read from the server (``b""`` when it closed); the
         response once they complete it, else None. The same checks and
         errors as feeding ``connection`` and passing its events to
         ``handle``, with no event built per record."""
-        end = self.connection._take_reply(data, self._stdout, self._stderr)
+        conn = self._connection
+        if conn is not None:
+            end = conn._take_reply(data, self._stdout, self._stderr)
+        elif data and len(data) <= self._max_reply_bytes:
+            # The first bytes: what Connection._take_reply would do with
+            # them on a connection that has read nothing yet.
+            pos = _read_records(data, self._request_id, self._stdout, self._stderr)
+            if pos < 0:
+                self._whole = data
+                return self._response(0, _COMPLETE, elapsed)
+            conn = self.connection
+            conn._count(data)
+            end = conn._take_rest(data, pos, self._stdout, self._stderr)
+        else:
+            end = self.connection._take_reply(data, self._stdout, self._stderr)
         if end is None:
             return None
         return self._response(end[0], end[1], elapsed)
@@ -114,9 +190,18 @@ class ResponderQuery:
         if protocol_status is not _COMPLETE:
             raise REFUSALS[protocol_status]()
         stdout = self._stdout
-        status, reason, headers, body = (
-            split_cgi_output(stdout[0]) if len(stdout) == 1 else _split_pieces(stdout)
-        )
-        stderr = b"".join(self._stderr)
-        # Positional, in field order: the fast way to build a Value.
-        return Response(status, reason, headers, body, stderr, app_status, protocol_status, elapsed)
+        if len(stdout) == 1:
+            first = stdout[0]
+            for entry in _RECENT:  # split_cgi_output's first look, without the call
+                if first.startswith(entry[0]):
+                    if entry is not _RECENT[0]:
+                        _promote(entry)
+                    status, reason, headers = entry[1]
+                    body = first[len(entry[0]) :]
+                    break
+            else:
+                status, reason, headers, body = split_cgi_output(first)
+        else:
+            status, reason, headers, body = _split_pieces(stdout)
+        stderr = b"".join(self._stderr) if self._stderr else b""
+        return Response._build(status, reason, headers, body, stderr, app_status, protocol_status, elapsed)

@@ -60,9 +60,11 @@ def split_cgi_output(stdout: bytes) -> Tuple[int, str, Tuple[Tuple[str, str], ..
     MAX_HEADERS lines (a few MB of "a:" lines would otherwise become
     millions of objects), or a line is not a header.
     """
-    for known, parsed in _RECENT:
-        if stdout.startswith(known):
-            return (*parsed, stdout[len(known) :])
+    for entry in _RECENT:
+        if stdout.startswith(entry[0]):
+            if entry is not _RECENT[0]:
+                _promote(entry)
+            return (*entry[1], stdout[len(entry[0]) :])
     bounds = _header_end(stdout, MAX_HEADER_BYTES + 4)
     if bounds is None:
         if len(stdout) > MAX_HEADER_BYTES:
@@ -80,9 +82,11 @@ def _split_pieces(pieces: List[bytes]) -> Tuple[int, str, Tuple[Tuple[str, str],
     if len(pieces) < 2:
         return split_cgi_output(pieces[0] if pieces else b"")
     first = pieces[0]
-    for known, parsed in _RECENT:  # noqa: B007 - parsed is used after the loop
-        if first.startswith(known):
-            body_start = len(known)
+    for entry in _RECENT:
+        if first.startswith(entry[0]):
+            if entry is not _RECENT[0]:
+                _promote(entry)
+            parsed, body_start = entry[1], len(entry[0])
             break
     else:
         bounds = _header_end(first, MAX_HEADER_BYTES + 4)
@@ -105,6 +109,16 @@ def _split_pieces(pieces: List[bytes]) -> Tuple[int, str, Tuple[Tuple[str, str],
 _RECENT: List[Tuple[bytes, Tuple[int, str, Tuple[Tuple[str, str], ...]]]] = []
 _RECENT_COUNT = 4
 _RECENT_SIZE = 2048
+
+
+def _promote(entry: Tuple[bytes, Tuple[int, str, Tuple[Tuple[str, str], ...]]]) -> None:
+    """Move a block found in _RECENT to the front, where the next look
+    starts: a run of the same request finds it at the first try."""
+    try:
+        _RECENT.remove(entry)
+    except ValueError:  # another thread moved it first
+        return
+    _RECENT.insert(0, entry)
 
 
 def _parse_head(stdout: bytes, size: int, end: int) -> Tuple[int, str, Tuple[Tuple[str, str], ...]]:

@@ -152,7 +152,6 @@ async def _exchange(sock: socket.socket, query: _Query[R], deadline: _Deadline, 
 
 async def _run(address: Address, query: _Query[R], deadline: _Deadline) -> R:
     progress = _Progress()
-    conn = query.connection
     try:
         sock = await _connect(address, deadline)
         try:
@@ -166,6 +165,7 @@ async def _run(address: Address, query: _Query[R], deadline: _Deadline) -> R:
         finally:
             sock.close()
     except FastCGIError as exc:
+        conn = query.connection  # made only now when the reply came whole (ResponderQuery)
         if exc.address is None:
             exc.address = str(address)
         exc.sent = progress.sent

@@ -9,6 +9,7 @@ from __future__ import annotations
 import _socket
 import errno
 import os
+import select
 import socket
 import stat
 import threading
@@ -33,7 +34,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from typing import Any, Dict, Iterable, List, Optional, Protocol, Tuple, Type, TypeVar, Union
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Tuple, Type, TypeVar, Union
 
     from ._exchanges import ParamsLike
 
@@ -247,44 +248,111 @@ def _not_a_socket(path: str) -> Optional[str]:
 #: costs more per connection than connect() does on a Unix socket): the
 #: transport uses nothing of that layer, and an unclosed one still warns.
 _Socket = _socket.socket
-_STREAM = socket.SOCK_STREAM
 _AF_UNIX = getattr(socket, "AF_UNIX", -1)
 
+#: Sockets are opened non-blocking, with no timeout to set: what
+#: settimeout(0) would do, less a system call. A Unix socket then connects
+#: at once or not at all (EAGAIN: backlog full); a TCP connect() returns
+#: EINPROGRESS. Either way the request goes out at once, in one send()
+#: without the poll() a timeout puts before it: on loopback the TCP
+#: handshake is over by the time connect() returns, so waiting for it
+#: (poll() and getsockopt()) would cost two system calls to learn nothing.
+#: Only a send that finds the handshake still under way waits for it.
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+_STREAM = socket.SOCK_STREAM | _NONBLOCK
+_new_socket: Callable[[int, int], _socket.socket] = _Socket
+if not _NONBLOCK:  # pragma: no cover - every Linux has SOCK_NONBLOCK
 
-#: A Unix socket connects at once or not at all (EAGAIN: backlog full), so
-#: it is opened non-blocking, with no timeout to set: what settimeout()
-#: would do, less a system call, and the request then goes out without the
-#: poll() a timeout puts before each send.
-_UNIX_STREAM = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
+    def _new_socket(family: int, kind: int) -> _socket.socket:
+        sock = _Socket(family, kind)
+        sock.setblocking(False)
+        return sock
+
+
+_IN_PROGRESS = errno.EINPROGRESS
+#: What a send() on a connection that was made says when the server has
+#: already reset or closed it; any other error from the first send after
+#: EINPROGRESS is the handshake's own failure (ECONNREFUSED, ETIMEDOUT,
+#: EHOSTUNREACH, ...), so that target is not reachable.
+_CLOSED_ERRNOS = (errno.ECONNRESET, errno.EPIPE)
+#: A request with a body goes out in its pieces, in one sendmsg(), rather
+#: than copied into one bytes object first: a 64 KiB body is the largest
+#: allocation of an exchange, and its copy the costliest step after the
+#: system calls. At most 16 pieces (POSIX's least IOV_MAX): a body of up to
+#: about 300 KiB; a larger one is joined (its send takes longer anyway).
+_SENDMSG = hasattr(_Socket, "sendmsg")
+_MOST_PARTS = 16
 
 
 def _connect(address: Address, deadline: _Deadline) -> _socket.socket:
+    """A socket connected to ``address`` (non-blocking), within the connect limit."""
+    return _open(address, deadline, b"")[0]
+
+
+def _open(
+    address: Address, deadline: _Deadline, outgoing: Union[bytes, List[bytes]]
+) -> Tuple[_socket.socket, int]:
+    """A socket connected to ``address`` and how much of ``outgoing`` (the
+    request, or its pieces) it has sent already: the first send, at once
+    (see _STREAM)."""
     failures: List[Tuple[str, OSError]] = []
     if isinstance(address, UnixAddress):
         targets: AddrInfo = [(_AF_UNIX, address.path)]
     else:
         targets = _resolve(address, deadline)
     for family, sockaddr in targets:
-        sock = _Socket(family, _UNIX_STREAM if family == _AF_UNIX else _STREAM)
+        sock = _new_socket(family, _STREAM)
         try:
-            left = deadline.connect_deadline - _monotonic()
-            if left <= 0:
+            if deadline.connect_deadline <= _monotonic():
                 raise Timeout("connect", deadline.connect_limit, address=str(address))
-            if sock.gettimeout() != 0.0:
-                sock.settimeout(left)
-            sock.connect(sockaddr)
-        except socket.timeout:
-            sock.close()
-            raise Timeout("connect", deadline.connect_limit, address=str(address)) from None
-        except OSError as exc:
-            sock.close()
-            failures.append((_sockaddr_text(family, sockaddr), exc))
-            continue
+            code = sock.connect_ex(sockaddr)
+            if code in (0, _IN_PROGRESS):
+                try:
+                    if isinstance(outgoing, bytes):
+                        if outgoing:
+                            return sock, sock.send(outgoing)
+                    else:
+                        return sock, sock.sendmsg(outgoing)
+                    error = None
+                except OSError as exc:
+                    error = exc
+                sent = _after_first_send(sock, error, code != 0, deadline, address)
+                if sent >= 0:
+                    return sock, sent
+                code = -sent
+            failure = OSError(code, os.strerror(code))
+        except OSError as exc:  # an address connect() cannot take (a Unix path too long)
+            failure = exc
         except BaseException:
             sock.close()
             raise
-        return sock
+        sock.close()
+        failures.append((_sockaddr_text(family, sockaddr), failure))
     raise _connect_failed(address, failures)
+
+
+def _after_first_send(
+    sock: _socket.socket, error: Optional[OSError], in_progress: bool, deadline: _Deadline, address: object
+) -> int:
+    """How much of the request went out after the first send() failed with
+    ``error`` (or there was none to send), on a socket whose connect()
+    succeeded or is ``in_progress``; minus the errno when that connect
+    failed. A handshake still under way is waited for, within the connect
+    limit."""
+    if error is not None and not isinstance(error, BlockingIOError):
+        if in_progress and error.errno not in _CLOSED_ERRNOS:
+            return -(error.errno or errno.ECONNREFUSED)
+        raise ConnectionClosed(f"sending the request failed: {_reason(error)}") from None
+    if not in_progress:  # connected; no room yet (BlockingIOError), or nothing to send
+        return 0
+    left = deadline.connect_deadline - _monotonic()
+    if left > 0:
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        if poller.poll(left * 1000):
+            code: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            return -code if code else 0
+    raise Timeout("connect", deadline.connect_limit, address=str(address))
 
 
 def _connect_failed(address: Address, failures: List[Tuple[str, OSError]]) -> ConnectError:
@@ -304,20 +372,32 @@ if TYPE_CHECKING:
     class _Query(Protocol[R_co]):
         """What ValuesQuery and ResponderQuery share."""
 
-        connection: Connection
-        outgoing: bytes
+        @property
+        def outgoing(self) -> bytes: ...
+
+        @property
+        def _parts(self) -> Optional[List[bytes]]: ...
+
+        @property
+        def _outgoing(self) -> Optional[bytes]: ...  # outgoing, or None while it is in _parts
+
+        @property
+        def connection(self) -> Connection: ...
 
         def receive_data(self, data: bytes, elapsed: float = 0.0) -> Optional[R_co]: ...
 
 
 def _run(address: Address, query: _Query[R], deadline: _Deadline) -> R:
-    conn = query.connection
     sent = received = 0
     try:
-        sock = _connect(address, deadline)
+        whole = query._outgoing
+        first = _pieces(query) if whole is None else whole  # None: a request with a body, in pieces
+        size = len(first) if isinstance(first, bytes) else sum(map(len, first))
+        sock, done = _open(address, deadline, first)
         try:
-            _send(sock, query.outgoing, deadline, address)
-            sent = len(query.outgoing)
+            if done < size:
+                _send(sock, query.outgoing, deadline, address, done)
+            sent = size
             receive, started, end = query.receive_data, deadline.started, deadline.deadline
             while True:  # _receive(), inline: most replies take one pass
                 left = end - _monotonic()
@@ -337,6 +417,7 @@ def _run(address: Address, query: _Query[R], deadline: _Deadline) -> R:
         finally:
             sock.close()
     except FastCGIError as exc:
+        conn = query.connection
         if exc.address is None:
             exc.address = str(address)
         exc.sent = sent
@@ -345,20 +426,30 @@ def _run(address: Address, query: _Query[R], deadline: _Deadline) -> R:
         raise
 
 
-def _send(sock: _socket.socket, outgoing: bytes, deadline: _Deadline, address: object) -> None:
-    """The whole request within the deadline, its failures as fcgi_wire errors."""
+def _pieces(query: _Query[R]) -> Union[bytes, List[bytes]]:
+    """The pieces of a request with a body, to send as they are (see
+    _SENDMSG); joined when they cannot be."""
+    parts = query._parts
+    if _SENDMSG and parts is not None and len(parts) <= _MOST_PARTS:
+        return parts
+    return query.outgoing
+
+
+def _send(
+    sock: _socket.socket, outgoing: bytes, deadline: _Deadline, address: object, done: Optional[int] = None
+) -> None:
+    """The whole request within the deadline, its failures as fcgi_wire
+    errors; ``done`` bytes of it already went out (None: find out, with a
+    send() at once on a non-blocking socket)."""
     try:
-        if sock.gettimeout() == 0.0:  # non-blocking: as much as the socket takes now
-            try:
-                done = sock.send(outgoing)
+        if done is None:
+            try:  # non-blocking: as much as the socket takes now
+                done = sock.send(outgoing) if sock.gettimeout() == 0.0 else 0
             except BlockingIOError:
                 done = 0
-            if done < len(outgoing):
-                sock.settimeout(deadline.remaining("send", address))
-                sock.sendall(memoryview(outgoing)[done:])
-        else:
+        if done < len(outgoing):
             sock.settimeout(deadline.remaining("send", address))
-            sock.sendall(outgoing)
+            sock.sendall(memoryview(outgoing)[done:] if done else outgoing)
     except socket.timeout:
         raise Timeout("send", deadline.budget, address=str(address)) from None
     except OSError as exc:
@@ -396,7 +487,17 @@ def _reason(exc: OSError) -> str:
 
 def _deadline(timeout: float, deadline: Optional[float], connect_timeout: Optional[float]) -> _Deadline:
     started = _monotonic()
-    return _Deadline(started + timeout if deadline is None else deadline, connect_timeout, started)
+    end = started + timeout if deadline is None else deadline
+    if connect_timeout is not None:
+        return _Deadline(end, connect_timeout, started)
+    # _Deadline(end, None, started), for less than a call of the class.
+    limits: _Deadline = _new(_Deadline)
+    limits.started = started
+    limits.deadline = limits.connect_deadline = end
+    return limits
+
+
+_new = object.__new__
 
 
 def get_values(
@@ -440,5 +541,8 @@ def request(
     RequestRefused (CantMpxConn, Overloaded, UnknownRole). The socket is
     closed on every path.
     """
-    query = ResponderQuery(params, stdin, role=role, max_reply_bytes=max_reply_bytes)
+    # ResponderQuery(params, stdin, role=role, max_reply_bytes=...), less the
+    # dict that keyword arguments to a class cost.
+    query: ResponderQuery = _new(ResponderQuery)
+    query._begin(params, stdin, role, 1, max_reply_bytes, False)
     return _run(address, query, _deadline(timeout, deadline, connect_timeout))
