@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, List, Mapping, Optional, TypeVar
 
     T = TypeVar("T")
+    U = TypeVar("U")
 
 
 class Settings:
@@ -25,9 +26,6 @@ class Settings:
     def __init__(self, values: Mapping[str, Any], name: Optional[Callable[[str], str]] = None) -> None:
         self.values = values
         self.name: Callable[[str], str] = name or str
-
-    def is_set(self, key: str) -> bool:
-        return self.values.get(key) not in (None, [], {})
 
     def _wrong(self, key: str, wanted: str, value: object) -> UsageError:
         return UsageError(f"{self.name(key)} must be {wanted}, not {str(value)[:20]!r}")
@@ -68,10 +66,16 @@ class Settings:
         """A string setting through ``parse``, whose ValueError says what is
         wrong with the text; None when unset."""
         text = self.optional_text(key)
-        if text is None:
-            return None
+        return None if text is None else self.parse(key, parse, text)
+
+    def each(self, key: str, parse: Callable[[str], T]) -> List[T]:
+        """A repeatable string setting, each value through ``parse``."""
+        return [self.parse(key, parse, text) for text in self.texts(key)]
+
+    def parse(self, key: str, parse: Callable[[U], T], value: U) -> T:
+        """``parse(value)``; its ValueError named by the setting it came from."""
         try:
-            return parse(text)
+            return parse(value)
         except ValueError as exc:
             raise UsageError(f"{self.name(key)}: {exc}") from None
 

@@ -13,7 +13,6 @@ from fcgi_wire._values import TYPE_CHECKING, Value
 
 from ..cgi_params import build_params, param_pair
 from ..failures import FailureContext, failure_metric, from_error
-from ..target import UsageError
 from ..text import human_seconds, printable, quoted
 from . import Mode
 from .common import (
@@ -92,19 +91,13 @@ class PingOptions(Value):
         """The options from their settings, keyed as the command line's
         destinations: path, script_filename, query, method, body, param
         (NAME=VALUE strings), expect, regex, expect_status, warning, critical."""
-        params = []
-        for text in settings.texts("param"):
-            try:
-                params.append(param_pair(text))
-            except ValueError as exc:
-                raise UsageError(f"{settings.name('param')}: {exc}") from None
         return cls(
             path=settings.text("path", DEFAULT_PATH),
             script_filename=settings.optional_text("script_filename"),
             query=settings.text("query"),
             method=settings.text("method", "GET").upper(),
             body=settings.text("body").encode("utf-8", "surrogateescape"),
-            params=tuple(params),
+            params=tuple(settings.each("param", param_pair)),
             expect=settings.optional_text("expect"),
             regex=settings.parsed("regex", _regex),
             expect_status=settings.parsed("expect_status", StatusRanges) or StatusRanges("200"),

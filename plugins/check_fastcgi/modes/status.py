@@ -96,27 +96,24 @@ def thresholds(settings: Settings, key: str) -> Dict[str, nagiosplugin.Range]:
     where = settings.name(key)
     if isinstance(value, str):
         raise UsageError(f"{where} must be a table, not {value[:20]!r}")
+    if isinstance(value, dict):
+        pairs = [settings.parse(key, _table_entry, (metric, spec)) for metric, spec in value.items()]
+    else:
+        pairs = settings.each(key, threshold)
     found: Dict[str, nagiosplugin.Range] = {}
-    try:
-        if isinstance(value, dict):
-            for metric, spec in value.items():
-                if isinstance(spec, bool) or not isinstance(spec, (str, int, float)):
-                    raise ValueError(f"{metric} must be a range, not {str(spec)[:20]!r}")
-                name, limit = metric_range(metric, str(spec))
-                found[name] = limit
-            return found
-        for text in settings.texts(key):
-            metric, limit = threshold(text)
-            if metric in found:
-                raise ValueError(f"{metric} is given twice ({found[metric]} and {limit}): keep one")
-            found[metric] = limit
-    except ValueError as exc:
-        if isinstance(exc, UsageError):
-            raise
-        text = str(exc)
-        # "-c active_percent is given twice": the option reads as part of the sentence.
-        raise UsageError(f"{where} {text}" if "given twice" in text else f"{where}: {text}") from None
+    for metric, limit in pairs:
+        if metric in found:
+            raise UsageError(f"{where} {metric} is given twice ({found[metric]} and {limit}): keep one")
+        found[metric] = limit
     return found
+
+
+def _table_entry(entry: Tuple[str, object]) -> Tuple[str, nagiosplugin.Range]:
+    """METRIC = RANGE in a TOML table, where a range may be a number."""
+    metric, spec = entry
+    if isinstance(spec, bool) or not isinstance(spec, (str, int, float)):
+        raise ValueError(f"{metric} must be a range, not {str(spec)[:20]!r}")
+    return metric_range(metric, str(spec))
 
 
 class StatusOptions(Value):
