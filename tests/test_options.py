@@ -93,6 +93,7 @@ def test_serve_and_the_plugin_build_the_same_status_options() -> None:
         ({"ping_path": 5}, "target a: ping_path must be a string, not '5'"),
         ({"warning": {"longest_request": "5"}}, "a threshold on longest_request needs --full"),
         ({"frequency": 5}, "target a: unknown setting 'frequency'; known: address, critical, expect"),
+        ({"warning": {"a" * 10000: "1"}}, f"unknown metric '{'a' * 40}'; valid:"),
     ],
 )
 def test_a_bad_setting_is_named_where_it_came_from(settings: dict, words: str) -> None:

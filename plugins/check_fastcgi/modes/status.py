@@ -84,7 +84,7 @@ def threshold(text: str) -> Tuple[str, nagiosplugin.Range]:
 def metric_range(metric: str, spec: str) -> Tuple[str, nagiosplugin.Range]:
     metric = metric.strip()
     if metric not in METRIC_NAMES:
-        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
+        raise ValueError(f"unknown metric {metric[:40]!r}; valid: {', '.join(METRIC_NAMES)}")
     return metric, nagios_range(spec)
 
 

@@ -125,7 +125,7 @@ def target_config(
     for key, value in settings.items():
         if key not in SETTINGS:
             known = ", ".join(["address", *sorted(SETTINGS)])
-            raise UsageError(f"target {name}: unknown setting {key!r}; known: {known}")
+            raise UsageError(f"target {name}: unknown setting {key[:40]!r}; known: {known}")
         mode, option = SETTINGS[key]
         own[mode][option] = value
 

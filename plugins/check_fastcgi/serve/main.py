@@ -209,7 +209,7 @@ def build_config(
     document = from_toml(args.config) if args.config else {}
     unknown = sorted(set(document) - set(TOP_LEVEL))
     if unknown:
-        raise UsageError(f"--config: unknown setting {unknown[0]!r}; known: {', '.join(TOP_LEVEL)}")
+        raise UsageError(f"--config: unknown setting {unknown[0][:40]!r}; known: {', '.join(TOP_LEVEL)}")
     given = {key: getattr(args, key) for key in OPTIONS}
     settings: Dict[str, object] = {
         key: value for key, value in given.items() if value not in (None, [], False)
